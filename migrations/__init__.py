@@ -1,0 +1,1 @@
+"""Alembic migrations of the pgworker schema (installed as the pgworker.migrations package)."""

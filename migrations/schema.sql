@@ -1,0 +1,93 @@
+-- pgworker schema at head; regenerate with `make schema`.
+
+CREATE TABLE pgworker.alembic_version (
+    version_num character varying(32) NOT NULL,
+    CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
+);
+CREATE UNIQUE INDEX alembic_version_pkc ON pgworker.alembic_version USING btree (version_num);
+
+CREATE TABLE pgworker.jobs (
+    id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
+    queue text NOT NULL DEFAULT 'default'::text,
+    task text NOT NULL,
+    payload jsonb NOT NULL DEFAULT '{}'::jsonb,
+    status text NOT NULL DEFAULT 'pending'::text,
+    priority smallint NOT NULL DEFAULT 0,
+    attempts integer NOT NULL DEFAULT 0,
+    max_attempts integer,
+    run_after timestamp with time zone NOT NULL DEFAULT now(),
+    created_at timestamp with time zone NOT NULL DEFAULT now(),
+    started_at timestamp with time zone,
+    finished_at timestamp with time zone,
+    worker_id uuid,
+    last_error text,
+    errors jsonb,
+    dedup_key text,
+    CONSTRAINT jobs_attempts_range CHECK ((attempts >= 0)),
+    CONSTRAINT jobs_dedup_key_length CHECK (((char_length(dedup_key) >= 1) AND (char_length(dedup_key) <= 500))),
+    CONSTRAINT jobs_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
+    CONSTRAINT jobs_payload_size CHECK ((pg_column_size(payload) <= 1048576)),
+    CONSTRAINT jobs_pkey PRIMARY KEY (id),
+    CONSTRAINT jobs_queue_format CHECK ((queue ~ '^[A-Za-z0-9_.:-]{1,200}$'::text)),
+    CONSTRAINT jobs_status_valid CHECK ((status = ANY (ARRAY['pending'::text, 'processing'::text, 'succeeded'::text, 'failed'::text, 'cancelled'::text]))),
+    CONSTRAINT jobs_task_format CHECK ((task ~ '^[A-Za-z0-9_.:-]{1,200}$'::text))
+);
+ALTER TABLE pgworker.jobs SET (autovacuum_analyze_scale_factor=0.02, autovacuum_vacuum_cost_delay=1, autovacuum_vacuum_insert_scale_factor=0.05, autovacuum_vacuum_scale_factor=0.01, autovacuum_vacuum_threshold=1000);
+CREATE INDEX jobs_claim_idx ON pgworker.jobs USING btree (queue, priority, run_after, id) WHERE (status = 'pending'::text);
+CREATE UNIQUE INDEX jobs_dedup_key_idx ON pgworker.jobs USING btree (dedup_key) WHERE ((dedup_key IS NOT NULL) AND (status = ANY (ARRAY['pending'::text, 'processing'::text])));
+CREATE UNIQUE INDEX jobs_pkey ON pgworker.jobs USING btree (id);
+CREATE INDEX jobs_prune_idx ON pgworker.jobs USING btree (status, finished_at) WHERE (status = ANY (ARRAY['succeeded'::text, 'failed'::text, 'cancelled'::text]));
+CREATE INDEX jobs_rescue_idx ON pgworker.jobs USING btree (worker_id) WHERE (status = 'processing'::text);
+CREATE TRIGGER jobs_notify AFTER INSERT ON pgworker.jobs REFERENCING NEW TABLE AS new_jobs FOR EACH STATEMENT EXECUTE FUNCTION pgworker.notify_jobs();
+-- jobs: pgworker queue: one row per job; INSERT (task) is enough to enqueue
+
+CREATE TABLE pgworker.workers (
+    id uuid NOT NULL,
+    hostname text NOT NULL,
+    pid integer NOT NULL,
+    queues text[] NOT NULL,
+    tasks text[] NOT NULL DEFAULT '{}'::text[],
+    concurrency integer NOT NULL,
+    busy integer NOT NULL DEFAULT 0,
+    started_at timestamp with time zone NOT NULL DEFAULT now(),
+    heartbeat_at timestamp with time zone NOT NULL DEFAULT now(),
+    CONSTRAINT workers_pkey PRIMARY KEY (id)
+);
+ALTER TABLE pgworker.workers SET (fillfactor=50);
+CREATE UNIQUE INDEX workers_pkey ON pgworker.workers USING btree (id);
+
+CREATE OR REPLACE FUNCTION pgworker.enqueue(task text, payload jsonb DEFAULT '{}'::jsonb, queue text DEFAULT 'default'::text, priority integer DEFAULT 0, run_after timestamp with time zone DEFAULT NULL::timestamp with time zone, max_attempts integer DEFAULT NULL::integer, dedup_key text DEFAULT NULL::text)
+ RETURNS bigint
+ LANGUAGE sql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+    INSERT INTO pgworker.jobs (task, payload, queue, priority, run_after, max_attempts, dedup_key)
+    VALUES (
+        enqueue.task,
+        coalesce(enqueue.payload, '{}'::jsonb),
+        coalesce(enqueue.queue, 'default'),
+        coalesce(enqueue.priority, 0),
+        coalesce(enqueue.run_after, now()),
+        enqueue.max_attempts,
+        enqueue.dedup_key
+    )
+    ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL AND status IN ('pending', 'processing')
+    DO NOTHING
+    RETURNING id
+$function$;
+-- comment: Enqueue one job; returns its id, or NULL when a live job already has this dedup_key
+
+CREATE OR REPLACE FUNCTION pgworker.notify_jobs()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    due_queue text;
+BEGIN
+    FOR due_queue IN SELECT DISTINCT queue FROM new_jobs WHERE run_after <= now() LOOP
+        PERFORM pg_notify('pgworker_jobs', due_queue);
+    END LOOP;
+    RETURN NULL;
+END
+$function$;

@@ -1,0 +1,5 @@
+"""`python -m pgworker`."""
+
+from pgworker.cli import main
+
+main()

@@ -1,0 +1,45 @@
+"""The `pgworker` command line: one line on stderr for every error, never a traceback."""
+
+from __future__ import annotations
+
+import sys
+
+import psycopg
+import typer
+
+from pgworker.cli import enqueue, schema  # noqa: F401 - registers the commands
+from pgworker.cli.app import app
+from pgworker.config import first_line
+from pgworker.db import describe_error
+from pgworker.errors import ConfigError, PgworkerError
+
+__all__ = ["app", "main"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI and exit: 0 on success, 2 for usage errors, 1 for runtime failures."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="pgworker", standalone_mode=False)
+    except ConfigError as exc:
+        code = _error(str(exc), 2)
+    except PgworkerError as exc:
+        code = _error(str(exc), 1)
+    except psycopg.Error as exc:
+        code = _error(describe_error(exc), 1)
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as exc:
+        # click's UsageError and friends (typer may vendor click, so match by shape).
+        exit_code = getattr(exc, "exit_code", None)
+        if not hasattr(exc, "format_message") or not isinstance(exit_code, int):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None and exit_code == 2 else ""
+        code = _error(first_line(exc.format_message()) + hint, exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _error(message: str, code: int) -> int:
+    print(f"pgworker: error: {message}", file=sys.stderr)
+    return code

@@ -1,0 +1,108 @@
+"""Configuration: defaults, environment variables and where the database comes from."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import psycopg.conninfo
+
+from pgworker.errors import ConfigError
+
+DEFAULT_QUEUE: Final = "default"
+DEFAULT_HOME: Final = ".pgworker"
+
+DEFAULT_CONCURRENCY: Final = 5
+DEFAULT_POLL_INTERVAL: Final = 1.0
+DEFAULT_SHUTDOWN_TIMEOUT: Final = 30.0
+DEFAULT_HEARTBEAT_INTERVAL: Final = 5.0
+DEFAULT_RESCUE_INTERVAL: Final = 10.0
+DEFAULT_STALE_AFTER: Final = 30.0
+DEFAULT_TIMEOUT: Final = 60.0
+DEFAULT_MAX_ATTEMPTS: Final = 4
+
+# Names and queues: what the jobs_task_format and jobs_queue_format CHECKs accept.
+NAME_PATTERN: Final = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
+# The jobs_payload_size CHECK: 1 MiB of jsonb.
+MAX_PAYLOAD_BYTES: Final = 1024 * 1024
+
+
+def env_name(flag: str) -> str:
+    """The environment variable that stands in for a CLI flag: --poll-interval → PGWORKER_POLL_INTERVAL."""
+    return "PGWORKER_" + flag.lstrip("-").replace("-", "_").upper()
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSource:
+    """Where the DSN came from, so messages can say so without printing the DSN."""
+
+    dsn: str | None
+    origin: str  # "--dsn", "PGWORKER_DSN", "DATABASE_URL" or "embedded"
+
+
+def resolve_dsn(flag: str | None, environ: Mapping[str, str] | None = None) -> DatabaseSource:
+    """Pick the DSN: --dsn, then PGWORKER_DSN, then DATABASE_URL; none means the embedded server."""
+    env = os.environ if environ is None else environ
+    for origin, value in (
+        ("--dsn", flag),
+        ("PGWORKER_DSN", env.get("PGWORKER_DSN")),
+        ("DATABASE_URL", env.get("DATABASE_URL")),
+    ):
+        if value:
+            return DatabaseSource(normalize_dsn(value, origin), origin)
+    return DatabaseSource(None, "embedded")
+
+
+_DRIVER_SUFFIX = re.compile(r"^(postgres(?:ql)?)\+[a-z0-9_]+://", re.IGNORECASE)
+
+
+def normalize_dsn(dsn: str, origin: str = "dsn") -> str:
+    """Accept libpq URIs, key=value strings and SQLAlchemy-style URLs; refuse anything else."""
+    dsn = _DRIVER_SUFFIX.sub(r"\1://", dsn.strip())
+    try:
+        psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        # The parser's message can quote any part of the string, the password included.
+        raise ConfigError(
+            f"invalid DSN in {origin}: expected postgresql://user:password@host:port/dbname"
+            " or key=value pairs"
+        ) from None
+    return dsn
+
+
+_URI_PASSWORD = re.compile(r"^([a-z0-9+]+://[^/?#@:]*:)[^/?#@]+@", re.IGNORECASE)
+_PARAM_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
+
+
+def mask_dsn(dsn: str) -> str:
+    """The DSN in the form it was given, its password replaced by ****: safe to print."""
+    masked = _URI_PASSWORD.sub(r"\1****@", dsn)
+    return _PARAM_PASSWORD.sub(r"\1****", masked)
+
+
+def database_dsn(flag: str | None = None, environ: Mapping[str, str] | None = None) -> str:
+    """The DSN to use: a configured one, or the embedded server's, started on demand."""
+    source = resolve_dsn(flag, environ)
+    if source.dsn is not None:
+        return source.dsn
+    from pgworker.embedded import ensure_server
+
+    return ensure_server(home_dir(environ))
+
+
+def home_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where the embedded server keeps its data: PGWORKER_HOME, default ./.pgworker."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("PGWORKER_HOME") or DEFAULT_HOME).expanduser().resolve()
+
+
+def first_line(text: str) -> str:
+    """The first non-empty line of a (possibly multi-line) error text."""
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return text.strip()

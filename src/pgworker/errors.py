@@ -1,0 +1,57 @@
+"""The exception tree.
+
+    PgworkerError                 base of every error pgworker raises on purpose
+    ├── ConfigError               a bad flag, environment variable, DSN or --app
+    ├── DatabaseUnavailable       the server cannot be reached or refused us
+    ├── SchemaError               the schema is missing or not at the expected revision
+    ├── EmbeddedServerError       the embedded PostgreSQL could not start
+    └── UnknownTask               a job names a task the registry does not hold
+
+    JobOutcome                    raised by handlers to choose what happens to the job
+    ├── PermanentError            fail now, no retry
+    └── RetryLater                reschedule after `delay` seconds, not counted as a failure
+"""
+
+from __future__ import annotations
+
+
+class PgworkerError(Exception):
+    """Base of every error pgworker raises on purpose; its message is one line for the user."""
+
+
+class ConfigError(PgworkerError):
+    """A bad flag, environment variable, DSN or --app value."""
+
+
+class DatabaseUnavailable(PgworkerError):
+    """The server cannot be reached, or refused the connection."""
+
+
+class SchemaError(PgworkerError):
+    """The pgworker schema is missing or not at the revision this version needs."""
+
+
+class EmbeddedServerError(PgworkerError):
+    """The embedded PostgreSQL could not be started."""
+
+
+class UnknownTask(PgworkerError):
+    """A job names a task that the registry does not hold."""
+
+
+class JobOutcome(Exception):  # noqa: N818 - a signal from a handler, not an error of pgworker
+    """Raised by a handler to choose what happens to its job."""
+
+
+class PermanentError(JobOutcome):
+    """Fail the job now, without retrying it."""
+
+
+class RetryLater(JobOutcome):
+    """Run the job again after `delay` seconds; the attempt is not counted as a failure."""
+
+    def __init__(self, delay: float = 0.0, reason: str = "") -> None:
+        if delay < 0:
+            raise ValueError("RetryLater delay must be >= 0")
+        super().__init__(reason or f"retry later in {delay:g} s")
+        self.delay = float(delay)
