@@ -28,9 +28,9 @@ CREATE TABLE pgworker.jobs (
     CONSTRAINT jobs_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
     CONSTRAINT jobs_payload_size CHECK ((pg_column_size(payload) <= 1048576)),
     CONSTRAINT jobs_pkey PRIMARY KEY (id),
-    CONSTRAINT jobs_queue_format CHECK ((queue ~ '^[A-Za-z0-9_.:-]{1,200}$'::text)),
+    CONSTRAINT jobs_queue_format CHECK ((((char_length(queue) >= 1) AND (char_length(queue) <= 200)) AND (queue !~ '[^A-Za-z0-9_.:-]'::text))),
     CONSTRAINT jobs_status_valid CHECK ((status = ANY (ARRAY['pending'::text, 'processing'::text, 'succeeded'::text, 'failed'::text, 'cancelled'::text]))),
-    CONSTRAINT jobs_task_format CHECK ((task ~ '^[A-Za-z0-9_.:-]{1,200}$'::text))
+    CONSTRAINT jobs_task_format CHECK ((((char_length(task) >= 1) AND (char_length(task) <= 200)) AND (task !~ '[^A-Za-z0-9_.:-]'::text)))
 );
 ALTER TABLE pgworker.jobs SET (autovacuum_analyze_scale_factor=0.02, autovacuum_vacuum_cost_delay=1, autovacuum_vacuum_insert_scale_factor=0.05, autovacuum_vacuum_scale_factor=0.01, autovacuum_vacuum_threshold=1000);
 CREATE INDEX jobs_claim_idx ON pgworker.jobs USING btree (queue, priority, run_after, id) WHERE (status = 'pending'::text);

@@ -1,7 +1,8 @@
 """The test database: one real PostgreSQL per run, a migrated template, a clone per test.
 
 The server is, in this order: $PGWORKER_TEST_DSN; a testcontainers PostgreSQL if a Docker
-engine answers; the embedded server in a temporary directory. Every database this run
+engine answers (skipped when PGWORKER_TEST_EMBEDDED=1); the embedded server in a temporary
+directory. Every database this run
 creates is named pgwt_<run id>_..., so runs sharing a server never collide.
 """
 
@@ -73,7 +74,7 @@ def pg_server() -> Iterator[Server]:
     if given:
         yield Server(given, "PGWORKER_TEST_DSN")
         return
-    if _docker_answers():
+    if not os.environ.get("PGWORKER_TEST_EMBEDDED") and _docker_answers():
         started = _start_container()
         if started is not None:
             url, container = started

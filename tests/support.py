@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -115,3 +118,22 @@ def wait_until(
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {message}")
         time.sleep(interval)
+
+
+PGWORKER = [sys.executable, "-m", "pgworker"]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment for a pgworker subprocess: no inherited DSN, no colours, plus `extra`."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"PGWORKER_DSN", "DATABASE_URL", "PGWORKER_HOME"}
+        and not key.startswith("PGWORKER_")
+    }
+    env.update({"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "120"})
+    env.update(extra)
+    return env
+
+
+Run = Callable[..., subprocess.CompletedProcess[str]]

@@ -67,7 +67,9 @@ class Client:
         return self._pool
 
     @contextmanager
-    def _connection(self, conn: psycopg.Connection[Any] | None) -> Iterator[psycopg.Connection[Any]]:
+    def _connection(
+        self, conn: psycopg.Connection[Any] | None
+    ) -> Iterator[psycopg.Connection[Any]]:
         if conn is not None:
             # The caller's connection: their transaction, their commit or rollback.
             yield conn
@@ -105,8 +107,9 @@ class Client:
             "max_attempts": max_attempts,
             "dedup_key": dedup_key,
         }
+        statement = queries.INSERT_JOB if dedup_key is None else queries.INSERT_UNIQUE_JOB
         with self._connection(conn) as connection, _refusals():
-            row = connection.execute(queries.INSERT_JOB, params).fetchone()
+            row = connection.execute(statement, params).fetchone()
         return int(row[0]) if row else None
 
     def enqueue_many(

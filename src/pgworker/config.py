@@ -32,7 +32,7 @@ MAX_PAYLOAD_BYTES: Final = 1024 * 1024
 
 
 def env_name(flag: str) -> str:
-    """The environment variable that stands in for a CLI flag: --poll-interval → PGWORKER_POLL_INTERVAL."""
+    """The environment variable for a flag: --poll-interval is PGWORKER_POLL_INTERVAL."""
     return "PGWORKER_" + flag.lstrip("-").replace("-", "_").upper()
 
 

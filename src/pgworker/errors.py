@@ -1,15 +1,15 @@
 """The exception tree.
 
-    PgworkerError                 base of every error pgworker raises on purpose
-    ├── ConfigError               a bad flag, environment variable, DSN or --app
-    ├── DatabaseUnavailable       the server cannot be reached or refused us
-    ├── SchemaError               the schema is missing or not at the expected revision
-    ├── EmbeddedServerError       the embedded PostgreSQL could not start
-    └── UnknownTask               a job names a task the registry does not hold
+PgworkerError                 base of every error pgworker raises on purpose
+├── ConfigError               a bad flag, environment variable, DSN or --app
+├── DatabaseUnavailable       the server cannot be reached or refused us
+├── SchemaError               the schema is missing or not at the expected revision
+├── EmbeddedServerError       the embedded PostgreSQL could not start
+└── UnknownTask               a job names a task the registry does not hold
 
-    JobOutcome                    raised by handlers to choose what happens to the job
-    ├── PermanentError            fail now, no retry
-    └── RetryLater                reschedule after `delay` seconds, not counted as a failure
+JobOutcome                    raised by handlers to choose what happens to the job
+├── PermanentError            fail now, no retry
+└── RetryLater                reschedule after `delay` seconds, not counted as a failure
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class UnknownTask(PgworkerError):
     """A job names a task that the registry does not hold."""
 
 
-class JobOutcome(Exception):  # noqa: N818 - a signal from a handler, not an error of pgworker
+class JobOutcome(Exception):
     """Raised by a handler to choose what happens to its job."""
 
 

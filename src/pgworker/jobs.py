@@ -35,7 +35,9 @@ def encode_payload(payload: Any) -> str:
     except (TypeError, ValueError) as exc:
         raise ValueError(f"payload is not JSON-serializable: {exc}") from None
     if "\\u0000" in text and _ESCAPED_NUL.search(text):
-        raise ValueError("payload contains a NUL character (\\u0000), which PostgreSQL cannot store")
+        raise ValueError(
+            "payload contains a NUL character (\\u0000), which PostgreSQL cannot store"
+        )
     return text
 
 

@@ -215,11 +215,9 @@ def dump_schema(conn: psycopg.Connection[Any]) -> str:
             (oid,),
         ):
             out.append(f"{definition};")
-        for (comment,) in conn.execute(
-            "SELECT obj_description(%s, 'pg_class') WHERE obj_description(%s, 'pg_class') IS NOT NULL",
-            (oid, oid),
-        ):
-            out.append(f"-- {name}: {comment}")
+        comment = conn.execute("SELECT obj_description(%s, 'pg_class')", (oid,)).fetchone()
+        if comment and comment[0]:
+            out.append(f"-- {name}: {comment[0]}")
         out.append("")
 
     for definition, proacl, comment in conn.execute(
@@ -267,9 +265,7 @@ def main(argv: list[str]) -> int:
             sys.stdout.write(dump_schema(conn))
     finally:
         with connect(dsn) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(scratch))
-            )
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(scratch)))
     return 0
 
 

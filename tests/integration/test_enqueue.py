@@ -9,9 +9,9 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
-from support import count_jobs, job_row
 
 from pgworker import Client
+from support import count_jobs, job_row
 
 
 @pytest.fixture
@@ -48,7 +48,8 @@ def test_sql_function_run_after_and_dedup(conn: psycopg.Connection[Any]) -> None
         "SELECT pgworker.enqueue('t', run_after => now() + interval '1 hour', dedup_key => 'k')"
     ).fetchone()
     again = conn.execute("SELECT pgworker.enqueue('t', dedup_key => 'k')").fetchone()
-    assert first is not None and first[0] is not None
+    assert first is not None
+    assert first[0] is not None
     assert again == (None,)
     job = job_row(conn, first[0])
     assert job["run_after"] > job["created_at"] + timedelta(minutes=59)
@@ -146,9 +147,7 @@ def test_a_check_refusal_is_a_value_error_naming_the_constraint(client: Client) 
         client.enqueue("t", "x" * (1024 * 1024 + 1))
 
 
-def test_enqueue_many_copies_every_payload(
-    client: Client, conn: psycopg.Connection[Any]
-) -> None:
+def test_enqueue_many_copies_every_payload(client: Client, conn: psycopg.Connection[Any]) -> None:
     payloads = [{"n": n, "text": 'tab\there "quoted" back\\slash é'} for n in range(5000)]
     assert client.enqueue_many("bulk", payloads, queue="batch", priority=2, max_attempts=7) == 5000
     rows = conn.execute(
@@ -160,11 +159,10 @@ def test_enqueue_many_copies_every_payload(
 
 def test_enqueue_many_delay(client: Client, conn: psycopg.Connection[Any]) -> None:
     client.enqueue_many("bulk", [1, 2, 3], delay=60)
-    row = conn.execute(
-        "SELECT min(run_after - created_at), count(*) FROM pgworker.jobs"
-    ).fetchone()
+    row = conn.execute("SELECT min(run_after - created_at), count(*) FROM pgworker.jobs").fetchone()
     assert row is not None
-    assert row[0] >= timedelta(seconds=59) and row[1] == 3
+    assert row[0] >= timedelta(seconds=59)
+    assert row[1] == 3
 
 
 def test_enqueue_many_in_the_callers_transaction(

@@ -8,15 +8,15 @@ from typing import Any
 
 import psycopg
 import pytest
-from support import job_row, make_job
 
 from pgworker import migrate
+from support import job_row, make_job
 
 SCHEMA_SQL = Path(__file__).parents[2] / "migrations" / "schema.sql"
 
 
 def test_schema_revision_is_alembics_head() -> None:
-    assert migrate.SCHEMA_REVISION == migrate.head_revision()
+    assert migrate.head_revision() == migrate.SCHEMA_REVISION
 
 
 def test_committed_schema_sql_matches_head(conn: psycopg.Connection[Any]) -> None:
@@ -69,12 +69,14 @@ def test_plain_insert_defaults_every_column_but_task(conn: psycopg.Connection[An
     assert job["status"] == "pending"
     assert (job["priority"], job["attempts"], job["max_attempts"]) == (0, 0, None)
     assert job["run_after"] == job["created_at"]
-    assert job["worker_id"] is None and job["dedup_key"] is None
+    assert job["worker_id"] is None
+    assert job["dedup_key"] is None
 
 
 def test_multi_row_insert(conn: psycopg.Connection[Any]) -> None:
     conn.execute(
-        "INSERT INTO pgworker.jobs (task, payload) VALUES ('a', '{\"n\": 1}'), ('b', '[]'), ('c', '3')"
+        "INSERT INTO pgworker.jobs (task, payload)"
+        " VALUES ('a', '{\"n\": 1}'), ('b', '[]'), ('c', '3')"
     )
     tasks = conn.execute("SELECT task FROM pgworker.jobs ORDER BY id").fetchall()
     assert tasks == [("a",), ("b",), ("c",)]
@@ -153,16 +155,17 @@ def test_insert_notifies_once_per_queue_with_the_queue_name(
 
 def test_copy_wakes_a_listener(dsn: str, conn: psycopg.Connection[Any]) -> None:
     with _listen(dsn) as listener:
-        with conn.cursor() as cur, cur.copy("COPY pgworker.jobs (task, payload) FROM STDIN") as copy:
+        with (
+            conn.cursor() as cur,
+            cur.copy("COPY pgworker.jobs (task, payload) FROM STDIN") as copy,
+        ):
             for n in range(1000):
                 copy.write_row(("copied", json.dumps({"n": n})))
         notes = list(listener.notifies(timeout=2.0, stop_after=1))
         assert [n.payload for n in notes] == ["default"]
 
 
-def test_a_one_mebibyte_job_inserts_and_notifies(
-    dsn: str, conn: psycopg.Connection[Any]
-) -> None:
+def test_a_one_mebibyte_job_inserts_and_notifies(dsn: str, conn: psycopg.Connection[Any]) -> None:
     with _listen(dsn) as listener:
         make_job(conn, "big", payload=json.dumps("z" * (1024 * 1024 - 64)))
         notes = list(listener.notifies(timeout=2.0, stop_after=1))

@@ -8,7 +8,9 @@ from pgworker.jobs import JobStatus, check_name, encode_payload
 
 
 def test_payload_is_compact_json() -> None:
-    assert encode_payload({"to": "a@example.com", "n": [1, 2]}) == '{"to":"a@example.com","n":[1,2]}'
+    assert (
+        encode_payload({"to": "a@example.com", "n": [1, 2]}) == '{"to":"a@example.com","n":[1,2]}'
+    )
 
 
 def test_none_payload_is_an_empty_object() -> None:
@@ -49,7 +51,7 @@ def test_invalid_names(name: str) -> None:
 
 
 def test_long_names_are_cut_in_the_message() -> None:
-    with pytest.raises(ValueError) as excinfo:
+    with pytest.raises(ValueError, match="invalid queue name") as excinfo:
         check_name("queue", "y" * 5000)
     assert len(str(excinfo.value)) < 200
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import psycopg
+import psycopg.errors
 import typer
 
 from pgworker.cli import enqueue, schema  # noqa: F401 - registers the commands
@@ -25,6 +26,10 @@ def main(argv: list[str] | None = None) -> None:
         code = _error(str(exc), 2)
     except PgworkerError as exc:
         code = _error(str(exc), 1)
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction) as exc:
+        missing = "pgworker" in str(exc)
+        message = "the pgworker schema is not installed: run `pgworker migrate`"
+        code = _error(message if missing else describe_error(exc), 1)
     except psycopg.Error as exc:
         code = _error(describe_error(exc), 1)
     except KeyboardInterrupt:

@@ -25,7 +25,9 @@ def enqueue(
     ] = 0.0,
     max_attempts: Annotated[
         int | None,
-        typer.Option("--max-attempts", help="Attempts before failing (default: the task's).", min=1),
+        typer.Option(
+            "--max-attempts", help="Attempts before failing (default: the task's).", min=1
+        ),
     ] = None,
     dedup_key: Annotated[
         str | None,

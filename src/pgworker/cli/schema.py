@@ -110,6 +110,8 @@ def embedded_status() -> None:
     home = home_dir()
     running = server_dsn(home)
     source = resolve_dsn(None)
-    typer.echo(f"embedded PostgreSQL in {home}: " + (f"running at {running}" if running else "stopped"))
+    typer.echo(
+        f"embedded PostgreSQL in {home}: " + (f"running at {running}" if running else "stopped")
+    )
     if source.dsn is not None:
         typer.echo(f"not in use: {source.origin} is set")
