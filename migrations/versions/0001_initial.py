@@ -126,6 +126,29 @@ CREATE TRIGGER jobs_notify
     EXECUTE FUNCTION pgworker.notify_jobs()
     """)
 
+    # The error history of a job: the last 10 failures, each {attempt, at, error}.
+    op.execute("""
+CREATE FUNCTION pgworker.append_error(errors jsonb, attempt integer, message text)
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_agg(entry ORDER BY n), '[]'::jsonb)
+    FROM (
+        SELECT entry, n
+        FROM jsonb_array_elements(
+            coalesce(errors, '[]'::jsonb)
+            || jsonb_build_array(
+                jsonb_build_object('attempt', attempt, 'at', now(), 'error', message)
+            )
+        ) WITH ORDINALITY AS history(entry, n)
+        ORDER BY n DESC
+        LIMIT 10
+    ) AS kept
+$$
+    """)
+
     op.execute("""
 CREATE FUNCTION pgworker.enqueue(
     task text,
@@ -164,6 +187,7 @@ def downgrade() -> None:
     op.execute(
         "DROP FUNCTION pgworker.enqueue(text, jsonb, text, integer, timestamptz, integer, text)"
     )
+    op.execute("DROP FUNCTION pgworker.append_error(jsonb, integer, text)")
     op.execute("DROP TABLE pgworker.workers")
     op.execute("DROP TABLE pgworker.jobs")
     op.execute("DROP FUNCTION pgworker.notify_jobs()")

@@ -106,3 +106,53 @@ def first_line(text: str) -> str:
         if line.strip():
             return line.strip()
     return text.strip()
+
+
+def default_prefetch(concurrency: int) -> int:
+    """Jobs claimed ahead of free threads: 20 per thread, at least 50, at most 500.
+
+    Throughput is claim batch size over the claim's round trip; a buffer of this size keeps
+    claims at 50-500 jobs. The executor shrinks it while handlers are slow.
+    """
+    return min(500, max(50, 20 * concurrency))
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """How a worker runs; every field is a `pgworker work` flag and a PGWORKER_* variable."""
+
+    concurrency: int = DEFAULT_CONCURRENCY
+    queues: tuple[str, ...] | None = None  # None: the queues the registry's tasks declare
+    prefetch: int | None = None  # None: default_prefetch(concurrency)
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    listen: bool = True
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    rescue_interval: float = DEFAULT_RESCUE_INTERVAL
+    stale_after: float = DEFAULT_STALE_AFTER
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ConfigError("--concurrency must be at least 1")
+        if self.prefetch is not None and self.prefetch < 0:
+            raise ConfigError("--prefetch must be 0 or more")
+        for name in ("poll_interval", "heartbeat_interval", "rescue_interval", "stale_after"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be more than 0")
+        if self.shutdown_timeout < 0:
+            raise ConfigError("--shutdown-timeout must be 0 or more")
+        if self.stale_after <= self.heartbeat_interval:
+            raise ConfigError("--stale-after must be longer than --heartbeat-interval")
+        if self.queues is not None:
+            if not self.queues:
+                raise ConfigError("--queues needs at least one queue")
+            for queue in self.queues:
+                if not NAME_PATTERN.fullmatch(queue):
+                    raise ConfigError(
+                        f"invalid queue name {queue[:60]!r}: use 1-200 characters of"
+                        " A-Z a-z 0-9 _ . : -"
+                    )
+
+    @property
+    def effective_prefetch(self) -> int:
+        return default_prefetch(self.concurrency) if self.prefetch is None else self.prefetch

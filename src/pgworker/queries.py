@@ -58,3 +58,195 @@ FROM STDIN
 DB_TIME_AFTER: Final[LiteralString] = """
 SELECT now() + make_interval(secs => %(delay)s::float8)
 """
+
+# --- workers -------------------------------------------------------------------------------
+
+REGISTER_WORKER: Final[LiteralString] = """
+INSERT INTO pgworker.workers (id, hostname, pid, queues, tasks, concurrency)
+VALUES (%(id)s, %(hostname)s, %(pid)s, %(queues)s, %(tasks)s, %(concurrency)s)
+"""
+
+# A HOT update of one row (heartbeat_at is not indexed; fillfactor 50). No row back means
+# another worker declared this one dead and deleted its row.
+HEARTBEAT: Final[LiteralString] = """
+UPDATE pgworker.workers
+SET heartbeat_at = now(),
+    busy = %(busy)s
+WHERE id = %(id)s
+RETURNING id
+"""
+
+DEREGISTER_WORKER: Final[LiteralString] = """
+DELETE FROM pgworker.workers
+WHERE id = %(id)s
+"""
+
+# --- the claim -----------------------------------------------------------------------------
+
+# Claims up to {limit} due jobs of one queue, in claim order, for one worker.
+# Walks jobs_claim_idx (queue, priority, run_after, id) WHERE status = 'pending' and stops
+# after {limit} rows; rows another claim has locked are skipped, never waited for. Row locks
+# last only for this statement: nothing is held while handlers run.
+# {limit} is a literal, never a parameter: under a generic plan a parameter LIMIT turned the
+# claim into a full scan (3k jobs/s). Callers pick one of CLAIM_SIZES so each connection
+# prepares a handful of statements. The EXISTS (one primary key probe per claim) keeps a
+# worker that was declared dead from claiming under its old id.
+CLAIM_JOBS_TEMPLATE: Final[LiteralString] = """
+WITH next AS (
+    SELECT id
+    FROM pgworker.jobs
+    WHERE status = 'pending'
+      AND queue = %(queue)s
+      AND run_after <= now()
+      AND EXISTS (SELECT 1 FROM pgworker.workers WHERE id = %(worker_id)s)
+    ORDER BY priority, run_after, id
+    LIMIT {limit}
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE pgworker.jobs AS j
+SET status = 'processing',
+    attempts = j.attempts + 1,
+    started_at = now(),
+    worker_id = %(worker_id)s
+FROM next
+WHERE j.id = next.id
+RETURNING j.id, j.task, j.queue, j.attempts, j.max_attempts, j.payload::text
+"""
+
+# The claim for several queues in one round trip: one index walk per queue (a LATERAL),
+# never `queue = ANY(...)`, which made PostgreSQL 15 sort the whole backlog (12x slower).
+CLAIM_JOBS_MULTI_TEMPLATE: Final[LiteralString] = """
+WITH next AS (
+    SELECT candidate.id
+    FROM unnest(%(queues)s::text[]) AS served(queue)
+    CROSS JOIN LATERAL (
+        SELECT id, priority, run_after
+        FROM pgworker.jobs
+        WHERE status = 'pending'
+          AND queue = served.queue
+          AND run_after <= now()
+        ORDER BY priority, run_after, id
+        LIMIT {limit}
+        FOR UPDATE SKIP LOCKED
+    ) AS candidate
+    WHERE EXISTS (SELECT 1 FROM pgworker.workers WHERE id = %(worker_id)s)
+    ORDER BY candidate.priority, candidate.run_after, candidate.id
+    LIMIT {limit}
+)
+UPDATE pgworker.jobs AS j
+SET status = 'processing',
+    attempts = j.attempts + 1,
+    started_at = now(),
+    worker_id = %(worker_id)s
+FROM next
+WHERE j.id = next.id
+RETURNING j.id, j.task, j.queue, j.attempts, j.max_attempts, j.payload::text
+"""
+
+# The claim batch sizes a worker asks for (it rounds down to one of these).
+CLAIM_SIZES: Final = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 32, 40, 50, 64, 80, 100, 128,
+                      160, 200, 256, 320, 400, 500)  # fmt: skip
+
+# --- finishing -----------------------------------------------------------------------------
+
+# Every write that ends a claim is fenced on (id, worker_id, attempts, status = 'processing'):
+# a worker that was declared dead and rescued changes nothing with its late writes.
+# Each statement takes at most COMPLETION_BATCH ids: past ~1,000 the planner switched from
+# primary key probes to a full scan.
+COMPLETION_BATCH: Final = 500
+
+# Row locks on the finished rows only; primary key probes.
+COMPLETE_JOBS: Final[LiteralString] = """
+UPDATE pgworker.jobs AS j
+SET status = 'succeeded',
+    finished_at = now()
+FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS done(id, attempts)
+WHERE j.id = done.id
+  AND j.attempts = done.attempts
+  AND j.worker_id = %(worker_id)s
+  AND j.status = 'processing'
+"""
+
+# Every other end of an attempt, one row each: back to 'pending' after a delay (a retry,
+# RetryLater, a hand-back at shutdown), or 'failed' / 'cancelled'. `refund` takes the attempt
+# back (hand-back at shutdown only: that worker never claims again under its id), a non-null
+# `max_attempts` replaces the job's (RetryLater grants one more attempt instead of a refund,
+# so attempts only ever grow while a worker lives and the fence stays unique).
+RETRY_OR_FAIL_JOBS: Final[LiteralString] = """
+UPDATE pgworker.jobs AS j
+SET status = r.status,
+    run_after = CASE WHEN r.status = 'pending'
+                     THEN now() + make_interval(secs => r.delay)
+                     ELSE j.run_after END,
+    finished_at = CASE WHEN r.status = 'pending' THEN NULL ELSE now() END,
+    worker_id = CASE WHEN r.status = 'pending' THEN NULL ELSE j.worker_id END,
+    attempts = j.attempts - r.refund,
+    max_attempts = coalesce(r.max_attempts, j.max_attempts),
+    last_error = coalesce(r.error, j.last_error),
+    errors = CASE WHEN r.summary IS NULL THEN j.errors
+                  ELSE pgworker.append_error(j.errors, j.attempts, r.summary) END
+FROM unnest(
+    %(ids)s::bigint[],
+    %(attempts)s::integer[],
+    %(statuses)s::text[],
+    %(delays)s::float8[],
+    %(refunds)s::integer[],
+    %(max_attempts)s::integer[],
+    %(errors)s::text[],
+    %(summaries)s::text[]
+) AS r(id, attempts, status, delay, refund, max_attempts, error, summary)
+WHERE j.id = r.id
+  AND j.attempts = r.attempts
+  AND j.worker_id = %(worker_id)s
+  AND j.status = 'processing'
+"""
+
+# --- rescue --------------------------------------------------------------------------------
+
+# Declares dead the workers silent for stale_after (only when the caller has itself been
+# heartbeating that long: after a database outage every heartbeat is old), deletes their
+# rows, and puts every job held by a worker without a row back to 'pending', or 'failed'
+# when its attempts are used up. Walks jobs_rescue_idx (processing jobs only). Never looks
+# at tasks or queues: a worker rescues jobs it could not run itself.
+RESCUE_JOBS: Final[LiteralString] = """
+WITH dead AS (
+    DELETE FROM pgworker.workers
+    WHERE %(declare_dead)s
+      AND heartbeat_at < now() - make_interval(secs => %(stale_after)s)
+    RETURNING id, hostname, pid
+),
+lost AS (
+    SELECT j.id,
+           'worker ' || j.worker_id::text
+           || coalesce(' (' || dead.hostname || ' pid ' || dead.pid::text || ')', '')
+           || CASE WHEN dead.id IS NULL THEN ' lost: its worker row is gone'
+                   ELSE ' lost: no heartbeat for ' || %(stale_after)s::text || ' s' END
+               AS reason
+    FROM pgworker.jobs AS j
+    LEFT JOIN dead ON dead.id = j.worker_id
+    WHERE j.status = 'processing'
+      AND (dead.id IS NOT NULL
+           OR NOT EXISTS (SELECT 1 FROM pgworker.workers AS w WHERE w.id = j.worker_id))
+    ORDER BY j.id
+    LIMIT 1000
+    FOR UPDATE OF j SKIP LOCKED
+)
+UPDATE pgworker.jobs AS j
+SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'pending' END,
+    run_after = now(),
+    finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
+    worker_id = CASE WHEN j.attempts >= j.max_attempts THEN j.worker_id END,
+    last_error = lost.reason,
+    errors = pgworker.append_error(j.errors, j.attempts, lost.reason)
+FROM lost
+WHERE j.id = lost.id
+RETURNING j.id, j.queue, j.status, lost.reason
+"""
+
+# Wakes the workers of the queues that rescued (or retried-by-hand) jobs went back to.
+NOTIFY_QUEUES: Final[LiteralString] = """
+SELECT pg_notify('pgworker_jobs', queue)
+FROM unnest(%(queues)s::text[]) AS woken(queue)
+"""
+
+LISTEN: Final[LiteralString] = "LISTEN pgworker_jobs"

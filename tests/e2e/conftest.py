@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from support import PGWORKER, Run, clean_env
 
+
 @pytest.fixture
 def run_cli(tmp_path: Path) -> Run:
     """Run `pgworker ARGS...` to completion with a clean environment; returns the result."""

@@ -131,7 +131,7 @@ def test_dsn_masks_the_password(run_cli: Run) -> None:
 def test_payload_round_trips_through_the_cli(
     run_cli: Run, dsn: str, conn: psycopg.Connection[Any]
 ) -> None:
-    payload = {"quote": "it's \"x\"", "dollar": "$$;--", "emoji": "🎉", "nested": [1, {"a": None}]}
+    payload = {"quote": 'it\'s "x"', "dollar": "$$;--", "emoji": "🎉", "nested": [1, {"a": None}]}
     result = run_cli("enqueue", "t", "--payload", json.dumps(payload), env={"PGWORKER_DSN": dsn})
     assert result.returncode == 0, result.stderr
     assert job_row(conn, int(result.stdout))["payload"] == payload

@@ -1,0 +1,117 @@
+"""`pgworker work`: run a worker until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from pgworker.cli.app import DsnOption, app, dsn_from
+from pgworker.config import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_RESCUE_INTERVAL,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_STALE_AFTER,
+    WorkerConfig,
+)
+
+
+def _opt(flag: str, help: str, **kwargs: object) -> typer.models.OptionInfo:
+    env = "PGWORKER_" + flag.lstrip("-").replace("-", "_").upper()
+    return typer.Option(flag, help=help, envvar=env, **kwargs)  # type: ignore[arg-type]
+
+
+@app.command("work")
+def work(
+    app_spec: Annotated[
+        str,
+        _opt(
+            "--app",
+            "The module holding your TaskRegistry, as MODULE[:ATTRIBUTE] (attribute default:"
+            " registry).",
+            show_default=False,
+        ),
+    ],
+    concurrency: Annotated[
+        int, _opt("--concurrency", "Handler threads: jobs run at once, never more.", min=1)
+    ] = DEFAULT_CONCURRENCY,
+    queues: Annotated[
+        str | None,
+        _opt(
+            "--queues",
+            "Comma-separated queues to serve. Default: the queues your tasks declare"
+            " ('default' for tasks that declare none).",
+            show_default=False,
+        ),
+    ] = None,
+    prefetch: Annotated[
+        int | None,
+        _opt(
+            "--prefetch",
+            "Jobs claimed ahead of free threads. Default: 20 per thread, 50 to 500. Shrinks"
+            " on its own while handlers are slow; 0 turns it off.",
+            min=0,
+            show_default=False,
+        ),
+    ] = None,
+    poll_interval: Annotated[
+        float,
+        _opt(
+            "--poll-interval", "Seconds between polls (LISTEN wakes the worker sooner).", min=0.01
+        ),
+    ] = DEFAULT_POLL_INTERVAL,
+    no_listen: Annotated[
+        bool,
+        _opt("--no-listen", "Poll only, no LISTEN/NOTIFY (PgBouncer in transaction mode)."),
+    ] = False,
+    shutdown_timeout: Annotated[
+        float,
+        _opt("--shutdown-timeout", "Seconds running jobs get to finish after SIGTERM.", min=0),
+    ] = DEFAULT_SHUTDOWN_TIMEOUT,
+    heartbeat_interval: Annotated[
+        float, _opt("--heartbeat-interval", "Seconds between heartbeats.", min=0.01)
+    ] = DEFAULT_HEARTBEAT_INTERVAL,
+    rescue_interval: Annotated[
+        float,
+        _opt("--rescue-interval", "Seconds between rescues of lost workers' jobs.", min=0.01),
+    ] = DEFAULT_RESCUE_INTERVAL,
+    stale_after: Annotated[
+        float,
+        _opt(
+            "--stale-after", "Seconds without a heartbeat before a worker counts as lost.", min=0.01
+        ),
+    ] = DEFAULT_STALE_AFTER,
+    log_format: Annotated[str, _opt("--log-format", "text or json.")] = "text",
+    log_level: Annotated[str, _opt("--log-level", "debug, info, warning or error.")] = "info",
+    dsn: DsnOption = None,
+) -> None:
+    """Run a worker: claim due jobs of the queues and run them with your task handlers.
+
+    SIGTERM or SIGINT stops claiming and lets running jobs finish (--shutdown-timeout);
+    a second signal exits at once with 128 + the signal number.
+    """
+    from pgworker.errors import ConfigError
+    from pgworker.logs import configure_logging
+    from pgworker.tasks import load_registry
+    from pgworker.worker import Worker
+
+    try:
+        configure_logging(fmt=log_format.lower(), level=log_level.lower())
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    config = WorkerConfig(
+        concurrency=concurrency,
+        queues=tuple(q.strip() for q in queues.split(",") if q.strip()) if queues else None,
+        prefetch=prefetch,
+        poll_interval=poll_interval,
+        listen=not no_listen,
+        shutdown_timeout=shutdown_timeout,
+        heartbeat_interval=heartbeat_interval,
+        rescue_interval=rescue_interval,
+        stale_after=stale_after,
+    )
+    registry = load_registry(app_spec)
+    worker = Worker(registry, dsn_from(dsn), config)
+    raise typer.Exit(worker.run(install_signals=True))

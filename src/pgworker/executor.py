@@ -1,0 +1,447 @@
+"""Executor: runs claimed jobs on a fixed set of threads and turns each result into an outcome."""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, Final
+
+from pgworker.completer import Completer, Ending
+from pgworker.context import JobContext
+from pgworker.errors import PermanentError, RetryLater
+from pgworker.tasks import Task, TaskRegistry
+
+log = logging.getLogger("pgworker.worker")
+
+# A claimed row: (id, task, queue, attempts, max_attempts, payload as JSON text).
+Row = tuple[int, str, str, int, int | None, str]
+
+# Prefetch holds at most this many seconds of work per thread (from the recent handler
+# durations), so a worker busy with slow handlers leaves the queue to idle workers.
+PREFETCH_HORIZON: Final = 0.05
+# Error text stored per attempt: "Type: message" cut here, then the traceback's tail.
+MAX_SUMMARY_CHARS: Final = 1000
+MAX_TRACEBACK_CHARS: Final = 3000
+MAX_MAX_ATTEMPTS: Final = 1000
+
+Redactor = Callable[[str], str]
+
+
+def describe_failure(exc: BaseException, redact: Redactor | None = None) -> tuple[str, str]:
+    """(summary, detail) of an exception, bounded and storable as PostgreSQL text."""
+    try:
+        message = str(exc)
+    except Exception:
+        message = "<exception message could not be printed>"
+    name = type(exc).__qualname__
+    summary = f"{name}: {message}" if message else name
+    if len(summary) > MAX_SUMMARY_CHARS:
+        summary = summary[: MAX_SUMMARY_CHARS - 15] + "... (truncated)"
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    if len(frames) > MAX_TRACEBACK_CHARS:
+        frames = "..." + frames[-MAX_TRACEBACK_CHARS:]
+    detail = f"{summary}\nTraceback (most recent call last):\n{frames}" if frames else summary
+    if redact is not None:
+        summary, detail = redact(summary), redact(detail)
+    return storable(summary), storable(detail)
+
+
+def storable(text: str) -> str:
+    """Text PostgreSQL accepts: no NUL characters, no lone surrogates."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+class Slot:
+    """One handler thread: its job, its deadline, and whether the outcome is still its own."""
+
+    __slots__ = ("cancelled", "deadline", "job", "lock", "timed_out")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.cancelled = threading.Event()
+        # (job_id, attempt, worker_id, task, queue, max_attempts, started) while running.
+        self.job: tuple[int, int, str, Task, str, int, float] | None = None
+        self.deadline = 0.0
+        self.timed_out = False
+
+    def begin(self, job: tuple[int, int, str, Task, str, int, float], deadline: float) -> None:
+        with self.lock:
+            self.job = job
+            self.deadline = deadline
+            self.timed_out = False
+
+    def end(self) -> bool:
+        """Mark the slot free; False if the attempt's outcome was already recorded elsewhere."""
+        with self.lock:
+            mine = not self.timed_out
+            self.job = None
+            self.timed_out = False
+        return mine
+
+    def take_over(self) -> tuple[int, int, str, Task, str, int, float] | None:
+        """Claim the running attempt's outcome (timeout, shutdown); None if nothing to take."""
+        with self.lock:
+            if self.job is None or self.timed_out:
+                return None
+            self.timed_out = True
+            return self.job
+
+
+class Executor:
+    """Runs claimed jobs on `concurrency` threads: never more handlers at once than that.
+
+    Claimed jobs wait in a local buffer (the prefetch) until a thread is free. A thread whose
+    handler overran its timeout keeps its slot until the handler really returns.
+    """
+
+    def __init__(
+        self,
+        registry: TaskRegistry,
+        completer: Completer,
+        *,
+        concurrency: int,
+        prefetch: int,
+        wake: threading.Event,
+        redact: Redactor | None = None,
+        on_job_end: Callable[[str, str, str, float], None] | None = None,
+    ) -> None:
+        self._registry = registry
+        self._completer = completer
+        self.concurrency = concurrency
+        self.prefetch = prefetch
+        self._wake = wake
+        self._redact = redact
+        self._on_job_end = on_job_end  # metrics: (task, queue, status, seconds)
+        self._buffer: queue.SimpleQueue[tuple[Row, str] | None] = queue.SimpleQueue()
+        self._slots = [Slot() for _ in range(concurrency)]
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._outstanding = 0  # claimed and not finished: buffered + running
+        self._refill_at = concurrency - 1
+        self._avg_duration: float | None = None
+        self.worker_id = ""
+        self.stopping = False
+        self.drained = False  # the last claim found fewer jobs than it asked for
+        self._debug = False
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._debug = log.isEnabledFor(logging.DEBUG)
+        for number, slot in enumerate(self._slots, 1):
+            thread = threading.Thread(
+                target=self._work, args=(slot,), name=f"pgworker-slot-{number}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def stop_threads(self) -> None:
+        """Ask every thread to exit once its current handler returns."""
+        for _ in self._threads:
+            self._buffer.put(None)
+
+    # --- what the claim loop asks -----------------------------------------------------------
+
+    def claim_size(self) -> int:
+        """How many jobs to claim now: 0 while the buffer holds enough."""
+        allowance = self._allowance()
+        capacity = self.concurrency + allowance
+        refill_at = self.concurrency - 1 + allowance // 2
+        self._refill_at = refill_at
+        # Outcomes not yet written still hold their rows in 'processing': count them, or a
+        # slow database would let claims run far ahead of completions.
+        outstanding = self._outstanding + self._completer.pending
+        if outstanding > refill_at:
+            return 0
+        return capacity - outstanding
+
+    def _allowance(self) -> int:
+        average = self._avg_duration
+        if average is None:  # nothing measured yet: claim only what the threads can start
+            return 0
+        if average <= 0:
+            return self.prefetch
+        return min(self.prefetch, int(self.concurrency * PREFETCH_HORIZON / average))
+
+    def dispatch(self, rows: list[Row], worker_id: str) -> None:
+        """Hand freshly claimed rows to the threads."""
+        with self._lock:
+            self._outstanding += len(rows)
+        put = self._buffer.put
+        for row in rows:
+            put((row, worker_id))
+
+    @property
+    def outstanding(self) -> int:
+        """Jobs claimed and not finished (buffered or running)."""
+        return self._outstanding
+
+    def busy(self) -> int:
+        """Threads running a handler now."""
+        return sum(1 for slot in self._slots if slot.job is not None)
+
+    def stuck(self) -> int:
+        """Threads still inside a handler whose attempt already timed out."""
+        return sum(1 for slot in self._slots if slot.timed_out)
+
+    # --- the handler threads ----------------------------------------------------------------
+
+    def _work(self, slot: Slot) -> None:
+        get = self._buffer.get
+        execute = self._execute
+        while True:
+            item = get()
+            if item is None:
+                return
+            try:
+                execute(slot, item[0], item[1])
+            except Exception:  # a bug of ours must not kill the slot
+                log.exception("job runner failed")
+            finally:
+                self._release()
+
+    def _release(self) -> None:
+        with self._lock:
+            self._outstanding -= 1
+            outstanding = self._outstanding
+        if outstanding <= self._refill_at and not self.drained:
+            self._wake.set()
+
+    def _execute(self, slot: Slot, row: Row, worker_id: str) -> None:
+        job_id, task_name, queue_name, attempt, max_attempts, payload_text = row
+        if worker_id != self.worker_id:
+            # Claimed under an id another worker has since declared dead: the job was
+            # rescued and may already run elsewhere. Running it here would be a duplicate.
+            return
+        submit = self._completer.submit
+        if self.stopping:
+            submit(Ending(job_id, attempt, worker_id, "pending", refund=1))
+            return
+        task = self._registry.get(task_name)
+        if task is None:
+            # A task name from the database is only ever a key into the registry.
+            self._fail_now(row, worker_id, f"unknown task {task_name!r}", "unknown task")
+            return
+        limit = max_attempts or task.max_attempts
+        if attempt > limit:
+            # Rescued after its worker died during the last attempt: nothing left to run.
+            submit(Ending(job_id, attempt, worker_id, "failed", refund=1))
+            self._log_end(logging.WARNING, "job failed: attempts used up", row, None, "failed")
+            return
+        try:
+            payload = json.loads(payload_text)
+        except (ValueError, RecursionError) as exc:
+            summary, _ = describe_failure(exc, self._redact)
+            self._fail_now(row, worker_id, f"undecodable payload: {summary}", "undecodable")
+            return
+        cancelled = slot.cancelled
+        if cancelled.is_set():
+            cancelled.clear()
+        started = time.monotonic()
+        deadline = started + task.timeout
+        ctx = JobContext(
+            job_id=job_id,
+            task=task_name,
+            queue=queue_name,
+            attempt=attempt,
+            max_attempts=limit,
+            deadline=deadline,
+            cancelled=cancelled,
+            worker_id=worker_id,
+        )
+        slot.begin((job_id, attempt, worker_id, task, queue_name, limit, started), deadline)
+        error: BaseException | None = None
+        try:
+            task.handler(ctx, payload)
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt fail the job only
+            error = exc
+        duration = time.monotonic() - started
+        if not slot.end():
+            log.info(
+                "handler returned after its attempt was recorded (timeout or shutdown)",
+                extra={**ctx.fields(), "duration_ms": round(duration * 1000, 3)},
+            )
+            return
+        average = self._avg_duration
+        self._avg_duration = duration if average is None else average + 0.2 * (duration - average)
+        if error is None:
+            submit((job_id, attempt, worker_id))
+            if self._debug:
+                self._log_end(logging.DEBUG, "job succeeded", row, duration, "succeeded")
+            if self._on_job_end is not None:
+                self._on_job_end(task_name, queue_name, "succeeded", duration)
+            return
+        self._record_failure(error, job_id, attempt, worker_id, task, queue_name, limit, duration)
+
+    def _record_failure(
+        self,
+        error: BaseException,
+        job_id: int,
+        attempt: int,
+        worker_id: str,
+        task: Task,
+        queue_name: str,
+        limit: int,
+        duration: float,
+    ) -> None:
+        row: Row = (job_id, task.name, queue_name, attempt, limit, "")
+        submit = self._completer.submit
+        if isinstance(error, RetryLater):
+            # One more attempt instead of a refund: attempts only grow, so the fence on
+            # (worker_id, attempts) stays unique to each claim.
+            submit(
+                Ending(
+                    job_id,
+                    attempt,
+                    worker_id,
+                    "pending",
+                    delay=error.delay,
+                    max_attempts=min(limit + 1, MAX_MAX_ATTEMPTS),
+                )
+            )
+            self._log_end(
+                logging.INFO, "job rescheduled", row, duration, "pending", delay=error.delay
+            )
+            status = "rescheduled"
+        else:
+            summary, detail = describe_failure(error, self._redact)
+            if isinstance(error, PermanentError) or attempt >= limit:
+                submit(Ending(job_id, attempt, worker_id, "failed", error=detail, summary=summary))
+                self._log_end(logging.WARNING, "job failed", row, duration, "failed", error=summary)
+                status = "failed"
+            else:
+                delay = task.retry.delay(attempt)
+                submit(
+                    Ending(
+                        job_id, attempt, worker_id, "pending", delay=delay,
+                        error=detail, summary=summary,
+                    )
+                )  # fmt: skip
+                self._log_end(
+                    logging.INFO, "job will retry", row, duration, "pending",
+                    error=summary, delay=delay,
+                )  # fmt: skip
+                status = "retried"
+        if self._on_job_end is not None:
+            self._on_job_end(task.name, queue_name, status, duration)
+
+    def _fail_now(self, row: Row, worker_id: str, reason: str, why: str) -> None:
+        """Fail a job without running it, and without retries (unknown task, bad payload)."""
+        text = storable(self._redact(reason) if self._redact else reason)
+        self._completer.submit(
+            Ending(row[0], row[3], worker_id, "failed", error=text, summary=text)
+        )
+        self._log_end(logging.WARNING, "job failed", row, None, "failed", error=text)
+        if self._on_job_end is not None:
+            self._on_job_end(row[1], row[2], "failed", 0.0)
+
+    def _log_end(
+        self,
+        level: int,
+        message: str,
+        row: Row,
+        duration: float | None,
+        status: str,
+        *,
+        error: str | None = None,
+        delay: float | None = None,
+    ) -> None:
+        if not log.isEnabledFor(level):
+            return
+        fields: dict[str, Any] = {
+            "job_id": row[0],
+            "task": row[1],
+            "queue": row[2],
+            "attempt": row[3],
+            "duration_ms": None if duration is None else round(duration * 1000, 3),
+            "worker_id": self.worker_id,
+            "status": status,
+            "error": error,
+            "delay_s": None if delay is None else round(delay, 3),
+        }
+        log.log(level, message, extra=fields)
+
+    # --- watchdog, shutdown -----------------------------------------------------------------
+
+    def check_timeouts(self) -> int:
+        """Record a timeout for every attempt past its deadline; returns how many."""
+        now = time.monotonic()
+        count = 0
+        for slot in self._slots:
+            if slot.job is None or slot.timed_out or now < slot.deadline:
+                continue
+            job = slot.take_over()
+            if job is None:
+                continue
+            slot.cancelled.set()
+            job_id, attempt, worker_id, task, queue_name, limit, started = job
+            error = TimeoutError(f"timed out after {task.timeout:g} s")
+            average = self._avg_duration
+            self._avg_duration = (
+                task.timeout if average is None else average + 0.2 * (task.timeout - average)
+            )
+            self._record_failure(
+                error, job_id, attempt, worker_id, task, queue_name, limit, now - started
+            )
+            count += 1
+        if count and self.stuck() >= self.concurrency:
+            # Every thread is stuck in a handler that overran: buffered jobs would wait for
+            # as long as those handlers hang. Give them back for other workers.
+            self.hand_back_buffered()
+        return count
+
+    def hand_back_buffered(self) -> int:
+        """Give every buffered (not started) job back to the queue, its attempt refunded."""
+        count = 0
+        while True:
+            try:
+                item = self._buffer.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._buffer.put(None)
+                break
+            row, worker_id = item
+            if worker_id == self.worker_id:
+                self._completer.submit(Ending(row[0], row[3], worker_id, "pending", refund=1))
+            self._release()
+            count += 1
+        return count
+
+    def hand_back_running(self, reason: str) -> int:
+        """Give back every attempt still running (shutdown timeout): pending, attempt refunded."""
+        count = 0
+        for slot in self._slots:
+            job = slot.take_over()
+            if job is None:
+                continue
+            slot.cancelled.set()
+            job_id, attempt, worker_id, _task, _queue, _limit, _started = job
+            self._completer.submit(
+                Ending(
+                    job_id, attempt, worker_id, "pending", refund=1, error=reason, summary=reason
+                )
+            )
+            count += 1
+        return count
+
+    def cancel(self, job_ids: set[int]) -> int:
+        """Set the `cancelled` event of the running attempts of these jobs."""
+        count = 0
+        for slot in self._slots:
+            job = slot.job
+            if job is not None and job[0] in job_ids:
+                slot.cancelled.set()
+                count += 1
+        return count

@@ -1,0 +1,188 @@
+"""Periodic services of a worker: heartbeat, rescue of lost workers' jobs, and the watchdog."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+from pgworker import queries
+from pgworker.db import Backoff, DedicatedConnection, describe_error
+from pgworker.logs import RateLimiter
+
+log = logging.getLogger("pgworker.maintenance")
+
+WATCHDOG_INTERVAL: Final = 0.1
+
+
+class Heartbeat:
+    """Keeps this worker's row fresh and knows how long it has been healthy without a gap."""
+
+    def __init__(self, *, interval: float, stale_after: float) -> None:
+        self.interval = interval
+        self.stale_after = stale_after
+        # A gap this long between two heartbeats (an outage, a paused process) starts the
+        # healthy streak over: whoever could not heartbeat cannot judge who is dead.
+        self.max_gap = max(2 * interval, stale_after / 2)
+        self.healthy_since: float | None = None
+        self.last_ok: float | None = None
+
+    def run_once(self, conn: Any, worker_id: str, busy: int) -> bool:
+        """Heartbeat once; False if this worker's row is gone (declared dead by another)."""
+        row = conn.execute(queries.HEARTBEAT, {"id": worker_id, "busy": busy}).fetchone()
+        now = time.monotonic()
+        if row is None:
+            self.failed()
+            return False
+        if self.last_ok is None or now - self.last_ok > self.max_gap:
+            self.healthy_since = now
+        self.last_ok = now
+        return True
+
+    def failed(self) -> None:
+        self.healthy_since = None
+        self.last_ok = None
+
+    def may_declare_dead(self) -> bool:
+        """True once this worker has heartbeated without a gap for stale_after seconds."""
+        since = self.healthy_since
+        return since is not None and time.monotonic() - since >= self.stale_after
+
+
+class Rescuer:
+    """Puts jobs of lost workers back to pending (or failed when out of attempts)."""
+
+    def __init__(self, *, stale_after: float) -> None:
+        self.stale_after = stale_after
+
+    def run_once(self, conn: Any, *, declare_dead: bool) -> list[tuple[int, str, str, str]]:
+        """One pass; returns (job_id, queue, new status, reason) of every rescued job."""
+        rescued: list[tuple[int, str, str, str]] = []
+        while True:
+            rows = conn.execute(
+                queries.RESCUE_JOBS,
+                {"declare_dead": declare_dead, "stale_after": self.stale_after},
+            ).fetchall()
+            rescued += rows
+            if len(rows) < 1000:
+                break
+        woken = sorted({queue for _, queue, status, _ in rescued if status == "pending"})
+        if woken:
+            conn.execute(queries.NOTIFY_QUEUES, {"queues": woken})
+        return rescued
+
+
+class Maintenance:
+    """One thread running the heartbeat and the rescuer on their intervals."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        application_name: str,
+        heartbeat: Heartbeat,
+        rescuer: Rescuer,
+        rescue_interval: float,
+        worker_id: Callable[[], str],
+        busy: Callable[[], int],
+        on_declared_dead: Callable[[], None],
+    ) -> None:
+        self._conn = DedicatedConnection(dsn, application_name=application_name)
+        self.heartbeat = heartbeat
+        self.rescuer = rescuer
+        self.rescue_interval = rescue_interval
+        self._worker_id = worker_id
+        self._busy = busy
+        self._on_declared_dead = on_declared_dead
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._limiter = RateLimiter()
+        self.rescued_total = 0
+        self.on_rescue: list[Callable[[list[tuple[int, str, str, str]]], None]] = []  # test signal
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="pgworker-maintenance", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._conn.close()
+
+    def _run(self) -> None:
+        backoff = Backoff()
+        next_heartbeat = time.monotonic() + self.heartbeat.interval
+        next_rescue = time.monotonic()  # on startup: jobs of workers whose row is gone
+        while not self._stop.is_set():
+            now = time.monotonic()
+            try:
+                if now >= next_heartbeat:
+                    next_heartbeat = now + self.heartbeat.interval
+                    self.beat()
+                if now >= next_rescue:
+                    next_rescue = now + self.rescue_interval
+                    self.rescue()
+                backoff.reset()
+                self._limiter.reset("maintenance")
+            except Exception as exc:
+                self.heartbeat.failed()
+                self._conn.discard()
+                allowed, _ = self._limiter.allow("maintenance")
+                if allowed:
+                    log.warning(f"heartbeat or rescue failed, retrying: {describe_error(exc)}")
+                self._stop.wait(backoff.next_delay())
+                continue
+            self._stop.wait(max(0.0, min(next_heartbeat, next_rescue) - time.monotonic()))
+
+    def beat(self) -> bool:
+        """Heartbeat now; on a missing row, tell the worker it was declared dead."""
+        alive = self.heartbeat.run_once(self._conn.get(), self._worker_id(), self._busy())
+        if not alive:
+            self._on_declared_dead()
+        return alive
+
+    def rescue(self) -> int:
+        """Rescue now; returns how many jobs went back to pending or to failed."""
+        rescued = self.rescuer.run_once(
+            self._conn.get(), declare_dead=self.heartbeat.may_declare_dead()
+        )
+        if rescued:
+            self.rescued_total += len(rescued)
+            for job_id, queue, status, reason in rescued[:20]:
+                log.warning(
+                    "job rescued",
+                    extra={"job_id": job_id, "queue": queue, "status": status, "error": reason},
+                )
+            if len(rescued) > 20:
+                log.warning("jobs rescued", extra={"count": len(rescued)})
+            for callback in self.on_rescue:
+                callback(rescued)
+        return len(rescued)
+
+
+class Watchdog:
+    """Times out attempts that overran their task's timeout, every WATCHDOG_INTERVAL s."""
+
+    def __init__(self, check: Callable[[], int]) -> None:
+        self._check = check
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="pgworker-watchdog", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+
+    def _run(self) -> None:
+        while not self._stop.wait(WATCHDOG_INTERVAL):
+            try:
+                self._check()
+            except Exception:
+                log.exception("watchdog check failed")

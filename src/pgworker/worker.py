@@ -1,0 +1,337 @@
+"""Worker: registers, claims jobs in batches, runs them on threads, and shuts down gracefully."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from types import FrameType
+from typing import Any, Final, LiteralString, cast
+
+from psycopg import sql
+
+from pgworker import queries
+from pgworker.completer import Completer
+from pgworker.config import WorkerConfig
+from pgworker.db import Backoff, DedicatedConnection, describe_error
+from pgworker.executor import Executor, Redactor, Row
+from pgworker.logs import RateLimiter
+from pgworker.maintenance import Heartbeat, Maintenance, Rescuer, Watchdog
+from pgworker.migrate import require_schema
+from pgworker.notifier import Notifier
+from pgworker.tasks import TaskRegistry
+
+log = logging.getLogger("pgworker.worker")
+
+# Completions still unwritten at shutdown get this long past the shutdown timeout.
+FLUSH_GRACE: Final = 10.0
+
+
+def _render(template: LiteralString, size: int) -> LiteralString:
+    # A constant with a literal number in it: still a literal string in spirit.
+    return sql.SQL(template).format(limit=sql.Literal(size)).as_string(None)
+
+
+def claim_statements(template: LiteralString) -> dict[int, LiteralString]:
+    """The claim statement with each of CLAIM_SIZES as its literal LIMIT."""
+    return {size: _render(template, size) for size in queries.CLAIM_SIZES}
+
+
+def claim_size_below(wanted: int) -> int:
+    """The largest of CLAIM_SIZES not above `wanted` (at least the smallest)."""
+    best = queries.CLAIM_SIZES[0]
+    for size in queries.CLAIM_SIZES:
+        if size > wanted:
+            break
+        best = size
+    return best
+
+
+class Worker:
+    """Claims due jobs of its queues and runs them with the registry's handlers until stopped."""
+
+    def __init__(
+        self,
+        registry: TaskRegistry,
+        dsn: str,
+        config: WorkerConfig | None = None,
+        *,
+        redact: Redactor | None = None,
+        metrics: Any = None,
+    ) -> None:
+        self.registry = registry
+        self.config = config or WorkerConfig()
+        self.queues: tuple[str, ...] = self.config.queues or tuple(registry.queues())
+        self._dsn = dsn
+        self._metrics = metrics
+        self.worker_id = str(uuid.uuid4())
+        self._application_name = f"pgworker:{self.worker_id}"
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._declared_dead = False
+        self._limiter = RateLimiter()
+        self._signals = 0
+        self._thread: threading.Thread | None = None
+        self.exit_code: int | None = None
+
+        self.completer = Completer(
+            dsn, application_name=self._application_name, on_written=self._wake.set
+        )
+        self.executor = Executor(
+            registry,
+            self.completer,
+            concurrency=self.config.concurrency,
+            prefetch=self.config.effective_prefetch,
+            wake=self._wake,
+            redact=redact,
+            on_job_end=metrics.job_ended if metrics is not None else None,
+        )
+        self.executor.worker_id = self.worker_id
+        self.notifier: Notifier | None = None
+        if self.config.listen:
+            self.notifier = Notifier(
+                dsn, self.queues, self._wake.set, application_name=self._application_name
+            )
+        self.heartbeat = Heartbeat(
+            interval=self.config.heartbeat_interval, stale_after=self.config.stale_after
+        )
+        self.maintenance = Maintenance(
+            dsn,
+            application_name=self._application_name,
+            heartbeat=self.heartbeat,
+            rescuer=Rescuer(stale_after=self.config.stale_after),
+            rescue_interval=self.config.rescue_interval,
+            worker_id=lambda: self.worker_id,
+            busy=self.executor.busy,
+            on_declared_dead=self._on_declared_dead,
+        )
+        self.watchdog = Watchdog(self.executor.check_timeouts)
+        self._claim_conn = DedicatedConnection(dsn, application_name=self._application_name)
+        if len(self.queues) == 1:
+            self._claims = claim_statements(queries.CLAIM_JOBS_TEMPLATE)
+            self._claim_params: dict[str, Any] = {"queue": self.queues[0]}
+        else:
+            self._claims = claim_statements(queries.CLAIM_JOBS_MULTI_TEMPLATE)
+            self._claim_params = {"queues": list(self.queues)}
+        self.claims = 0  # claim statements run
+        self.claimed = 0  # jobs claimed
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def run(self, *, install_signals: bool = False) -> int:
+        """Run until stopped (SIGTERM/SIGINT when `install_signals`); returns the exit code."""
+        try:
+            self._register()
+        except BaseException:
+            self._claim_conn.close()
+            self._stopped.set()
+            raise
+        if install_signals:
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
+        self.completer.start()
+        self.executor.start()
+        if self.notifier is not None:
+            self.notifier.start()
+        self.maintenance.start()
+        self.watchdog.start()
+        log.info(
+            "worker started",
+            extra={
+                "worker_id": self.worker_id,
+                "queue": ",".join(self.queues),
+                "count": len(self.registry),
+            },
+        )
+        try:
+            self._claim_loop()
+        finally:
+            self.exit_code = self._shutdown()
+            self._stopped.set()
+        return self.exit_code
+
+    def start(self) -> None:
+        """Run in a background thread (for tests and embedding); stop() ends it."""
+        self._thread = threading.Thread(target=self._run_quietly, name="pgworker-main", daemon=True)
+        self._thread.start()
+
+    def _run_quietly(self) -> None:
+        try:
+            self.run()
+        except Exception:
+            log.exception("worker failed")
+            self._stopped.set()
+
+    def request_stop(self) -> None:
+        """Stop claiming and begin the graceful shutdown."""
+        self._stopping.set()
+        self._wake.set()
+
+    def stop(self, timeout: float | None = None) -> int | None:
+        """Request a stop and wait for the shutdown to finish; returns the exit code."""
+        self.request_stop()
+        limit = timeout if timeout is not None else self.config.shutdown_timeout + FLUSH_GRACE + 5
+        self._stopped.wait(limit)
+        if self._thread is not None:
+            self._thread.join(timeout=1)
+        return self.exit_code
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._signals += 1
+        name = signal.Signals(signum).name
+        if self._signals == 1:
+            log.info(
+                f"{name}: stopping; running jobs get {self.config.shutdown_timeout:g} s,"
+                " send it again to exit at once"
+            )
+            self.request_stop()
+            return
+        # A second signal: exit now. Unfinished jobs stay 'processing' until the rescue.
+        print(f"pgworker: second {name}, exiting at once", file=sys.stderr, flush=True)
+        os._exit(128 + signum)
+
+    def _register(self) -> None:
+        conn = self._claim_conn.get()
+        require_schema(conn)
+        conn.execute(
+            queries.REGISTER_WORKER,
+            {
+                "id": self.worker_id,
+                "hostname": socket.gethostname(),
+                "pid": os.getpid(),
+                "queues": list(self.queues),
+                "tasks": self.registry.names(),
+                "concurrency": self.config.concurrency,
+            },
+        )
+
+    def _on_declared_dead(self) -> None:
+        self._declared_dead = True
+        self._wake.set()
+
+    def _reregister(self) -> None:
+        """Another worker declared this one dead and rescued its jobs: carry on under a new id.
+
+        Jobs still running under the old id finish, but their writes are fenced off; buffered
+        ones are skipped. Claims under the old id stopped already (the claim checks the row).
+        """
+        old = self.worker_id
+        self.worker_id = str(uuid.uuid4())
+        self.executor.worker_id = self.worker_id
+        self._declared_dead = False
+        log.warning(
+            "this worker was declared dead by another (no heartbeat for --stale-after):"
+            " its jobs were rescued; continuing under a new worker id",
+            extra={"worker_id": self.worker_id, "error": f"old worker id {old}"},
+        )
+        self._claim_conn.get().execute(
+            queries.REGISTER_WORKER,
+            {
+                "id": self.worker_id,
+                "hostname": socket.gethostname(),
+                "pid": os.getpid(),
+                "queues": list(self.queues),
+                "tasks": self.registry.names(),
+                "concurrency": self.config.concurrency,
+            },
+        )
+
+    # --- the claim loop ---------------------------------------------------------------------
+
+    def _claim_loop(self) -> None:
+        executor = self.executor
+        wake = self._wake
+        poll = self.config.poll_interval
+        backoff = Backoff()
+        failing = False
+        while not self._stopping.is_set():
+            wake.clear()
+            try:
+                if self._declared_dead:
+                    self._reregister()
+                size = executor.claim_size()
+                if size > 0:
+                    wanted = claim_size_below(size)
+                    rows = self.claim(wanted)
+                    executor.drained = len(rows) < wanted
+                    if rows:
+                        executor.dispatch(rows, self.worker_id)
+                    if not executor.drained:
+                        continue
+                backoff.reset()
+                if failing:
+                    failing = False
+                    self._limiter.reset("claim")
+                    log.info("claiming again: the database answers")
+            except Exception as exc:
+                self._claim_conn.discard()
+                failing = True
+                allowed, held_back = self._limiter.allow("claim")
+                if allowed:
+                    log.warning(
+                        f"cannot claim, retrying: {describe_error(exc)}",
+                        extra={"count": held_back or None},
+                    )
+                self._stopping.wait(backoff.next_delay())
+                continue
+            wake.wait(poll)
+
+    def claim(self, size: int) -> list[Row]:
+        """Claim up to `size` due jobs (one of CLAIM_SIZES) for this worker."""
+        conn = self._claim_conn.get()
+        params = {**self._claim_params, "worker_id": self.worker_id}
+        rows = cast(list[Row], conn.execute(self._claims[size], params).fetchall())
+        self.claims += 1
+        self.claimed += len(rows)
+        if self._metrics is not None:
+            self._metrics.claimed(rows)
+        return rows
+
+    # --- shutdown ---------------------------------------------------------------------------
+
+    def _shutdown(self) -> int:
+        executor = self.executor
+        executor.stopping = True
+        buffered = executor.hand_back_buffered()
+        deadline = time.monotonic() + self.config.shutdown_timeout
+        running = executor.busy()
+        if running or buffered:
+            log.info(
+                "waiting for running jobs",
+                extra={"count": running, "error": f"{buffered} buffered jobs handed back"},
+            )
+        while executor.busy() and time.monotonic() < deadline:
+            self._stopped.wait(0.02)
+        abandoned = executor.hand_back_running("interrupted by shutdown")
+        if abandoned:
+            log.warning("shutdown timeout: running jobs handed back", extra={"count": abandoned})
+        executor.stop_threads()
+        self.watchdog.stop()
+        flushed = self.completer.stop(timeout=FLUSH_GRACE)
+        if self.notifier is not None:
+            self.notifier.stop()
+        self.maintenance.stop()
+        code = 0
+        if not flushed:
+            log.error(
+                "could not record every outcome before exiting; those jobs will be rescued",
+                extra={"count": self.completer.pending},
+            )
+            code = 1
+        try:
+            self._claim_conn.get().execute(queries.DEREGISTER_WORKER, {"id": self.worker_id})
+        except Exception as exc:
+            log.warning(f"could not remove the worker row: {describe_error(exc)}")
+        self._claim_conn.close()
+        log.info("worker stopped", extra={"worker_id": self.worker_id})
+        return code
