@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -15,12 +15,13 @@ from pgworker.config import (
     DEFAULT_SHUTDOWN_TIMEOUT,
     DEFAULT_STALE_AFTER,
     WorkerConfig,
+    env_name,
 )
 
 
-def _opt(flag: str, help: str, **kwargs: object) -> typer.models.OptionInfo:
-    env = "PGWORKER_" + flag.lstrip("-").replace("-", "_").upper()
-    return typer.Option(flag, help=help, envvar=env, **kwargs)  # type: ignore[arg-type]
+def _opt(flag: str, help: str, **kwargs: Any) -> Any:
+    """A flag that PGWORKER_<FLAG> stands in for."""
+    return typer.Option(flag, help=help, envvar=env_name(flag), **kwargs)
 
 
 @app.command("work")
