@@ -23,6 +23,7 @@ CREATE TABLE pgworker.jobs (
     last_error text,
     errors jsonb,
     dedup_key text,
+    cancel_requested_at timestamp with time zone,
     CONSTRAINT jobs_attempts_range CHECK ((attempts >= 0)),
     CONSTRAINT jobs_dedup_key_length CHECK (((char_length(dedup_key) >= 1) AND (char_length(dedup_key) <= 500))),
     CONSTRAINT jobs_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
@@ -41,6 +42,15 @@ CREATE INDEX jobs_rescue_idx ON pgworker.jobs USING btree (worker_id) WHERE (sta
 CREATE TRIGGER jobs_notify AFTER INSERT ON pgworker.jobs REFERENCING NEW TABLE AS new_jobs FOR EACH STATEMENT EXECUTE FUNCTION pgworker.notify_jobs();
 -- jobs: pgworker queue: one row per job; INSERT (task) is enough to enqueue
 
+CREATE TABLE pgworker.queues (
+    name text NOT NULL,
+    paused boolean NOT NULL DEFAULT false,
+    updated_at timestamp with time zone NOT NULL DEFAULT now(),
+    CONSTRAINT queues_name_format CHECK ((((char_length(name) >= 1) AND (char_length(name) <= 200)) AND (name !~ '[^A-Za-z0-9_.:-]'::text))),
+    CONSTRAINT queues_pkey PRIMARY KEY (name)
+);
+CREATE UNIQUE INDEX queues_pkey ON pgworker.queues USING btree (name);
+
 CREATE TABLE pgworker.workers (
     id uuid NOT NULL,
     hostname text NOT NULL,
@@ -55,6 +65,26 @@ CREATE TABLE pgworker.workers (
 );
 ALTER TABLE pgworker.workers SET (fillfactor=50);
 CREATE UNIQUE INDEX workers_pkey ON pgworker.workers USING btree (id);
+
+CREATE OR REPLACE FUNCTION pgworker.append_error(errors jsonb, attempt integer, message text)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+    SELECT coalesce(jsonb_agg(entry ORDER BY n), '[]'::jsonb)
+    FROM (
+        SELECT entry, n
+        FROM jsonb_array_elements(
+            coalesce(errors, '[]'::jsonb)
+            || jsonb_build_array(
+                jsonb_build_object('attempt', attempt, 'at', now(), 'error', message)
+            )
+        ) WITH ORDINALITY AS history(entry, n)
+        ORDER BY n DESC
+        LIMIT 10
+    ) AS kept
+$function$;
 
 CREATE OR REPLACE FUNCTION pgworker.enqueue(task text, payload jsonb DEFAULT '{}'::jsonb, queue text DEFAULT 'default'::text, priority integer DEFAULT 0, run_after timestamp with time zone DEFAULT NULL::timestamp with time zone, max_attempts integer DEFAULT NULL::integer, dedup_key text DEFAULT NULL::text)
  RETURNS bigint

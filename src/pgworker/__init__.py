@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from pgworker.client import Client
+from pgworker.config import WorkerConfig
+from pgworker.context import JobContext
 from pgworker.errors import (
     ConfigError,
     DatabaseUnavailable,
@@ -12,6 +14,9 @@ from pgworker.errors import (
     SchemaError,
 )
 from pgworker.jobs import JobStatus
+from pgworker.retry import RetryPolicy
+from pgworker.tasks import Task, TaskRegistry
+from pgworker.worker import Worker
 
 __version__ = "0.1.0"
 
@@ -19,10 +24,16 @@ __all__ = [
     "Client",
     "ConfigError",
     "DatabaseUnavailable",
+    "JobContext",
     "JobStatus",
     "PermanentError",
     "PgworkerError",
     "RetryLater",
+    "RetryPolicy",
     "SchemaError",
+    "Task",
+    "TaskRegistry",
+    "Worker",
+    "WorkerConfig",
     "__version__",
 ]

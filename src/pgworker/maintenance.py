@@ -28,10 +28,14 @@ class Heartbeat:
         self.max_gap = max(2 * interval, stale_after / 2)
         self.healthy_since: float | None = None
         self.last_ok: float | None = None
+        self.cancel_requests: set[int] = set()  # running jobs asked to stop, as last seen
 
     def run_once(self, conn: Any, worker_id: str, busy: int) -> bool:
         """Heartbeat once; False if this worker's row is gone (declared dead by another)."""
         row = conn.execute(queries.HEARTBEAT, {"id": worker_id, "busy": busy}).fetchone()
+        self.cancel_requests = {
+            job_id for (job_id,) in conn.execute(queries.CANCEL_REQUESTS, {"id": worker_id})
+        }
         now = time.monotonic()
         if row is None:
             self.failed()
@@ -88,6 +92,7 @@ class Maintenance:
         worker_id: Callable[[], str],
         busy: Callable[[], int],
         on_declared_dead: Callable[[], None],
+        on_cancel: Callable[[set[int]], int],
     ) -> None:
         self._conn = DedicatedConnection(dsn, application_name=application_name)
         self.heartbeat = heartbeat
@@ -96,6 +101,7 @@ class Maintenance:
         self._worker_id = worker_id
         self._busy = busy
         self._on_declared_dead = on_declared_dead
+        self._on_cancel = on_cancel
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._limiter = RateLimiter()
@@ -142,6 +148,8 @@ class Maintenance:
         alive = self.heartbeat.run_once(self._conn.get(), self._worker_id(), self._busy())
         if not alive:
             self._on_declared_dead()
+        elif self.heartbeat.cancel_requests:
+            self._on_cancel(self.heartbeat.cancel_requests)
         return alive
 
     def rescue(self) -> int:

@@ -20,7 +20,8 @@ _WAIT: Final = 0.5
 
 
 class Notifier:
-    """Listens on pgworker_jobs and calls `wake` for notifications about the served queues.
+    """Listens on pgworker_jobs and calls `wake` for notifications about the served queues;
+    passes cancellation requests (pgworker_cancel) to `on_cancel`.
 
     After a lost connection it reconnects (capped backoff), LISTENs again and calls `wake`
     once, since notifications sent while it was away are lost.
@@ -33,10 +34,12 @@ class Notifier:
         wake: Callable[[], None],
         *,
         application_name: str,
+        on_cancel: Callable[[set[int]], int] | None = None,
     ) -> None:
         self._conn = DedicatedConnection(dsn, application_name=application_name)
         self._queues = frozenset(queues)
         self._wake = wake
+        self._on_cancel = on_cancel
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._limiter = RateLimiter()
@@ -83,5 +86,8 @@ class Notifier:
         queues = self._queues
         while not self._stop.is_set():
             for note in conn.notifies(timeout=_WAIT):
-                if not note.payload or note.payload in queues:
+                if note.channel == "pgworker_cancel":
+                    if self._on_cancel is not None and note.payload.isdigit():
+                        self._on_cancel({int(note.payload)})
+                elif not note.payload or note.payload in queues:
                     self._wake()

@@ -76,6 +76,16 @@ WHERE id = %(id)s
 RETURNING id
 """
 
+# The running jobs of this worker that `pgworker jobs cancel` asked to stop; checked with
+# every heartbeat. jobs_rescue_idx (worker_id) WHERE status = 'processing'.
+CANCEL_REQUESTS: Final[LiteralString] = """
+SELECT id
+FROM pgworker.jobs
+WHERE worker_id = %(id)s
+  AND status = 'processing'
+  AND cancel_requested_at IS NOT NULL
+"""
+
 DEREGISTER_WORKER: Final[LiteralString] = """
 DELETE FROM pgworker.workers
 WHERE id = %(id)s
@@ -90,7 +100,8 @@ WHERE id = %(id)s
 # {limit} is a literal, never a parameter: under a generic plan a parameter LIMIT turned the
 # claim into a full scan (3k jobs/s). Callers pick one of CLAIM_SIZES so each connection
 # prepares a handful of statements. The EXISTS (one primary key probe per claim) keeps a
-# worker that was declared dead from claiming under its old id.
+# worker that was declared dead from claiming under its old id; the NOT EXISTS honours
+# `pgworker queues pause` at the next claim.
 CLAIM_JOBS_TEMPLATE: Final[LiteralString] = """
 WITH next AS (
     SELECT id
@@ -99,6 +110,7 @@ WITH next AS (
       AND queue = %(queue)s
       AND run_after <= now()
       AND EXISTS (SELECT 1 FROM pgworker.workers WHERE id = %(worker_id)s)
+      AND NOT EXISTS (SELECT 1 FROM pgworker.queues WHERE name = %(queue)s AND paused)
     ORDER BY priority, run_after, id
     LIMIT {limit}
     FOR UPDATE SKIP LOCKED
@@ -130,6 +142,9 @@ WITH next AS (
         FOR UPDATE SKIP LOCKED
     ) AS candidate
     WHERE EXISTS (SELECT 1 FROM pgworker.workers WHERE id = %(worker_id)s)
+      AND NOT EXISTS (
+          SELECT 1 FROM pgworker.queues AS q WHERE q.name = served.queue AND q.paused
+      )
     ORDER BY candidate.priority, candidate.run_after, candidate.id
     LIMIT {limit}
 )
@@ -155,10 +170,11 @@ CLAIM_SIZES: Final = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 32, 40, 50, 64, 8
 # primary key probes to a full scan.
 COMPLETION_BATCH: Final = 500
 
-# Row locks on the finished rows only; primary key probes.
+# Row locks on the finished rows only; primary key probes. A job whose cancellation was
+# requested while it ran ends 'cancelled', decided here so no request can slip between.
 COMPLETE_JOBS: Final[LiteralString] = """
 UPDATE pgworker.jobs AS j
-SET status = 'succeeded',
+SET status = CASE WHEN j.cancel_requested_at IS NULL THEN 'succeeded' ELSE 'cancelled' END,
     finished_at = now()
 FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS done(id, attempts)
 WHERE j.id = done.id
@@ -171,15 +187,18 @@ WHERE j.id = done.id
 # RetryLater, a hand-back at shutdown), or 'failed' / 'cancelled'. `refund` takes the attempt
 # back (hand-back at shutdown only: that worker never claims again under its id), a non-null
 # `max_attempts` replaces the job's (RetryLater grants one more attempt instead of a refund,
-# so attempts only ever grow while a worker lives and the fence stays unique).
+# so attempts only ever grow while a worker lives and the fence stays unique). A job whose
+# cancellation was requested ends 'cancelled' whatever its attempt's outcome.
 RETRY_OR_FAIL_JOBS: Final[LiteralString] = """
 UPDATE pgworker.jobs AS j
-SET status = r.status,
-    run_after = CASE WHEN r.status = 'pending'
+SET status = CASE WHEN j.cancel_requested_at IS NULL THEN r.status ELSE 'cancelled' END,
+    run_after = CASE WHEN r.status = 'pending' AND j.cancel_requested_at IS NULL
                      THEN now() + make_interval(secs => r.delay)
                      ELSE j.run_after END,
-    finished_at = CASE WHEN r.status = 'pending' THEN NULL ELSE now() END,
-    worker_id = CASE WHEN r.status = 'pending' THEN NULL ELSE j.worker_id END,
+    finished_at = CASE WHEN r.status = 'pending' AND j.cancel_requested_at IS NULL
+                       THEN NULL ELSE now() END,
+    worker_id = CASE WHEN r.status = 'pending' AND j.cancel_requested_at IS NULL
+                     THEN NULL ELSE j.worker_id END,
     attempts = j.attempts - r.refund,
     max_attempts = coalesce(r.max_attempts, j.max_attempts),
     last_error = coalesce(r.error, j.last_error),
@@ -232,10 +251,14 @@ lost AS (
     FOR UPDATE OF j SKIP LOCKED
 )
 UPDATE pgworker.jobs AS j
-SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'pending' END,
+SET status = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                  WHEN j.attempts >= j.max_attempts THEN 'failed'
+                  ELSE 'pending' END,
     run_after = now(),
-    finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
-    worker_id = CASE WHEN j.attempts >= j.max_attempts THEN j.worker_id END,
+    finished_at = CASE WHEN j.cancel_requested_at IS NOT NULL OR j.attempts >= j.max_attempts
+                       THEN now() END,
+    worker_id = CASE WHEN j.cancel_requested_at IS NOT NULL OR j.attempts >= j.max_attempts
+                     THEN j.worker_id END,
     last_error = lost.reason,
     errors = pgworker.append_error(j.errors, j.attempts, lost.reason)
 FROM lost
@@ -249,4 +272,6 @@ SELECT pg_notify('pgworker_jobs', queue)
 FROM unnest(%(queues)s::text[]) AS woken(queue)
 """
 
-LISTEN: Final[LiteralString] = "LISTEN pgworker_jobs"
+# pgworker_jobs carries a queue name (new due jobs); pgworker_cancel a job id whose
+# cancellation was requested (heartbeats pick such requests up too, in case one is missed).
+LISTEN: Final[LiteralString] = "LISTEN pgworker_jobs; LISTEN pgworker_cancel"

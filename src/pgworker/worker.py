@@ -96,7 +96,11 @@ class Worker:
         self.notifier: Notifier | None = None
         if self.config.listen:
             self.notifier = Notifier(
-                dsn, self.queues, self._wake.set, application_name=self._application_name
+                dsn,
+                self.queues,
+                self._wake.set,
+                application_name=self._application_name,
+                on_cancel=self.executor.cancel,
             )
         self.heartbeat = Heartbeat(
             interval=self.config.heartbeat_interval, stale_after=self.config.stale_after
@@ -110,6 +114,7 @@ class Worker:
             worker_id=lambda: self.worker_id,
             busy=self.executor.busy,
             on_declared_dead=self._on_declared_dead,
+            on_cancel=self.executor.cancel,
         )
         self.watchdog = Watchdog(self.executor.check_timeouts)
         self._claim_conn = DedicatedConnection(dsn, application_name=self._application_name)

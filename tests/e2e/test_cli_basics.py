@@ -7,9 +7,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from support import Run, count_jobs, job_row
 
 from pgworker.migrate import SCHEMA_REVISION
+from support import Run, count_jobs, job_row
 
 
 def _one_line_error(result: Any) -> str:

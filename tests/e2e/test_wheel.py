@@ -9,9 +9,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from support import clean_env
 
 from pgworker.migrate import SCHEMA_REVISION
+from support import clean_env
 
 ROOT = Path(__file__).parents[2]
 
