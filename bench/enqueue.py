@@ -7,8 +7,9 @@ from typing import Any
 
 import psycopg
 
-from bench.common import Report, print_table, truncate
 from pgworker import Client
+
+from bench.common import Report, print_table, truncate
 
 
 def raw_insert_loop(dsn: str, count: int) -> float:

@@ -275,6 +275,8 @@ class Executor:
             return
         average = self._avg_duration
         self._avg_duration = duration if average is None else average + 0.2 * (duration - average)
+        if duration > PREFETCH_HORIZON:
+            self.give_back_excess()
         if error is None:
             submit((job_id, attempt, worker_id))
             if self._debug:
@@ -395,10 +397,47 @@ class Executor:
                 error, job_id, attempt, worker_id, task, queue_name, limit, now - started
             )
             count += 1
-        if count and self.stuck() >= self.concurrency:
-            # Every thread is stuck in a handler that overran: buffered jobs would wait for
-            # as long as those handlers hang. Give them back for other workers.
-            self.hand_back_buffered()
+        if count:
+            # With every thread stuck in a handler that overran, buffered jobs would wait as
+            # long as those handlers hang: give all of them back for other workers.
+            stuck = self.stuck() >= self.concurrency
+            self.give_back_excess(keep=0 if stuck else None)
+        return count
+
+    def give_back_excess(self, keep: int | None = None) -> int:
+        """Return buffered jobs beyond what the current handler durations justify.
+
+        Jobs prefetched while handlers were fast would otherwise wait behind slow ones while
+        idle workers could run them. They go back due at once, with one more attempt granted
+        instead of a refund: a live worker's attempts only grow (see RETRY_OR_FAIL_JOBS).
+        """
+        excess = self._buffer.qsize() - (self._allowance() if keep is None else keep)
+        count = 0
+        while count < excess:
+            try:
+                item = self._buffer.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._buffer.put(None)
+                break
+            row, worker_id = item
+            if worker_id == self.worker_id:
+                task = self._registry.get(row[1])
+                limit = row[4] or (task.max_attempts if task else MAX_MAX_ATTEMPTS)
+                self._completer.submit(
+                    Ending(
+                        row[0], row[3], worker_id, "pending",
+                        max_attempts=min(limit + 1, MAX_MAX_ATTEMPTS),
+                    )
+                )  # fmt: skip
+            self._release()
+            count += 1
+        if count:
+            log.info(
+                "handlers turned slow: gave prefetched jobs back to the queue",
+                extra={"count": count, "worker_id": self.worker_id},
+            )
         return count
 
     def hand_back_buffered(self) -> int:

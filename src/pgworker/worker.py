@@ -74,6 +74,7 @@ class Worker:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._stopped = threading.Event()
+        self.started = threading.Event()  # test signal: registered, threads running
         self._declared_dead = False
         self._limiter = RateLimiter()
         self._signals = 0
@@ -146,6 +147,7 @@ class Worker:
             self.notifier.start()
         self.maintenance.start()
         self.watchdog.start()
+        self.started.set()
         log.info(
             "worker started",
             extra={

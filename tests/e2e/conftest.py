@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
 from support import PGWORKER, Run, clean_env
+from workers import Spawner
 
 
 @pytest.fixture
@@ -33,3 +34,19 @@ def run_cli(tmp_path: Path) -> Run:
         )
 
     return run
+
+
+@pytest.fixture
+def spawn(dsn: str, tmp_path: Path) -> Iterator[Spawner]:
+    """Start `pgworker work --app apps.tasks ARGS` processes; all are reaped at teardown."""
+    import psycopg
+
+    from apps.tasks import EXECUTIONS_DDL
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(EXECUTIONS_DDL)
+    spawner = Spawner(dsn, tmp_path)
+    try:
+        yield spawner
+    finally:
+        spawner.reap()

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from pgworker.migrate import SCHEMA_REVISION
+
 from support import Run, count_jobs, job_row
 
 

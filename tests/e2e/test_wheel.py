@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from pgworker.migrate import SCHEMA_REVISION
+
 from support import clean_env
 
 ROOT = Path(__file__).parents[2]

@@ -11,6 +11,7 @@ import pytest
 from psycopg_pool import ConnectionPool
 
 from pgworker import Client
+
 from support import count_jobs, job_row
 
 

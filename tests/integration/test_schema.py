@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from pgworker import migrate
+
 from support import job_row, make_job
 
 SCHEMA_SQL = Path(__file__).parents[2] / "migrations" / "schema.sql"
