@@ -27,13 +27,13 @@ test-unit: $(STAMP) ## Run the unit tests only (no database)
 	$(BIN)/pytest tests/unit
 
 lint: $(STAMP) ## ruff check, ruff format --check, mypy --strict on src
-	$(BIN)/ruff check src tests migrations bench
-	$(BIN)/ruff format --check src tests migrations bench
+	$(BIN)/ruff check src tests migrations bench examples
+	$(BIN)/ruff format --check src tests migrations bench examples
 	$(BIN)/mypy --strict src/pgworker
 
 fmt: $(STAMP) ## Format and autofix with ruff
-	$(BIN)/ruff format src tests migrations bench
-	$(BIN)/ruff check --fix src tests migrations bench
+	$(BIN)/ruff format src tests migrations bench examples
+	$(BIN)/ruff check --fix src tests migrations bench examples
 
 migrate: $(STAMP) ## Migrate the configured database (or the embedded one) to head
 	$(BIN)/pgworker migrate
@@ -41,6 +41,9 @@ migrate: $(STAMP) ## Migrate the configured database (or the embedded one) to he
 schema: $(STAMP) ## Regenerate migrations/schema.sql from a scratch database at head
 	$(BIN)/python -m pgworker.migrate dump-schema > migrations/schema.sql.tmp
 	mv migrations/schema.sql.tmp migrations/schema.sql
+
+demo: $(STAMP) ## Enqueue a few hundred jobs and run a real worker on them (embedded server)
+	$(BIN)/python examples/demo.py
 
 bench-enqueue: $(STAMP) ## Enqueue throughput: raw INSERT loop, client.enqueue, enqueue_many (COPY)
 	$(BIN)/python -m bench enqueue
