@@ -11,7 +11,7 @@ from typing import Any, Final, NamedTuple
 
 from pgworker import queries
 from pgworker.db import Backoff, DedicatedConnection, describe_error, is_connection_error
-from pgworker.logs import RateLimiter
+from pgworker.logs import RateLimiter, database_trouble
 
 log = logging.getLogger("pgworker.completer")
 
@@ -49,9 +49,13 @@ class Completer:
     """
 
     def __init__(
-        self, dsn: str, *, application_name: str, on_written: Callable[[], None] | None = None
+        self,
+        dsn: str,
+        *,
+        application_name: str,
+        on_written: Callable[[list[int]], None] | None = None,
     ) -> None:
-        self._on_written = on_written  # the claim loop waits for written outcomes
+        self._on_written = on_written  # gets the job ids of every write that went through
         self._conn = DedicatedConnection(dsn, application_name=application_name)
         # Outcomes, flush markers (an Event set once everything before it is written), and
         # None to wake the thread for stopping.
@@ -61,6 +65,7 @@ class Completer:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._limiter = RateLimiter()
+        self._retrying = False  # the last write failed: its outcome is unknown
         self.written = 0
         self.fenced = 0
         # Test signal: called with (statement, expected rows, changed rows) on a fenced write.
@@ -108,9 +113,11 @@ class Completer:
                 self.run_once()
             except Exception as exc:
                 self._conn.discard()
+                self._retrying = True
                 self._log_failure(exc)
                 self._stop.wait(backoff.next_delay())
                 continue
+            self._retrying = False
             backoff.reset()
 
     def _take(self, item: Outcome | threading.Event | None) -> None:
@@ -157,11 +164,9 @@ class Completer:
         for marker in self._markers:
             marker.set()
         self._markers.clear()
-        if held and self._on_written is not None:
-            self._on_written()
 
     def _write(self, kind: str, worker_id: str, batch: list[Any]) -> None:
-        conn = self._conn.get()
+        conn = self._conn
         # prepare=False: each batch is planned with its real size. A prepared statement gets
         # a generic plan that believes one job is 'processing' (true whenever ANALYZE runs)
         # and scans all of them once per id: 300 ms a batch with 2,000 jobs in flight.
@@ -176,6 +181,7 @@ class Completer:
                 prepare=False,
             )
             self._account("COMPLETE_JOBS", len(batch), cursor.rowcount)
+            self._written([o[0] for o in batch])
             return
         cursor = conn.execute(
             queries.RETRY_OR_FAIL_JOBS,
@@ -193,6 +199,11 @@ class Completer:
             prepare=False,
         )
         self._account("RETRY_OR_FAIL_JOBS", len(batch), cursor.rowcount)
+        self._written([e.job_id for e in batch])
+
+    def _written(self, job_ids: list[int]) -> None:
+        if self._on_written is not None:
+            self._on_written(job_ids)
 
     def _account(self, statement: str, expected: int, changed: int) -> None:
         self.written += changed
@@ -200,7 +211,13 @@ class Completer:
             missed = expected - changed
             self.fenced += missed
             allowed, held_back = self._limiter.allow("fenced", missed)
-            if allowed:
+            if allowed and self._retrying:
+                # The failed attempt may have committed before its connection dropped.
+                log.info(
+                    "outcomes already written before the connection dropped, or rescued",
+                    extra={"count": missed + held_back},
+                )
+            elif allowed:
                 log.warning(
                     "late write changed nothing: the jobs were rescued and belong to another claim",
                     extra={"count": missed + held_back},
@@ -208,8 +225,12 @@ class Completer:
             for callback in self.on_fenced:
                 callback(statement, expected, changed)
 
+    @property
+    def connection(self) -> DedicatedConnection:
+        return self._conn
+
     def _log_failure(self, exc: BaseException) -> None:
-        allowed, held_back = self._limiter.allow("write")
+        allowed, held_back = database_trouble.allow("database")
         if allowed:
             what = "lost the database" if is_connection_error(exc) else "write failed"
             log.warning(

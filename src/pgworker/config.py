@@ -22,6 +22,9 @@ DEFAULT_SHUTDOWN_TIMEOUT: Final = 30.0
 DEFAULT_HEARTBEAT_INTERVAL: Final = 5.0
 DEFAULT_RESCUE_INTERVAL: Final = 10.0
 DEFAULT_STALE_AFTER: Final = 30.0
+# A database call of a worker's background loops that takes longer is cut off and retried on
+# a new connection: a frozen server can keep TCP alive forever.
+DEFAULT_DB_TIMEOUT: Final = 30.0
 DEFAULT_TIMEOUT: Final = 60.0
 DEFAULT_MAX_ATTEMPTS: Final = 4
 
@@ -130,13 +133,16 @@ class WorkerConfig:
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     rescue_interval: float = DEFAULT_RESCUE_INTERVAL
     stale_after: float = DEFAULT_STALE_AFTER
+    db_timeout: float = DEFAULT_DB_TIMEOUT
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ConfigError("--concurrency must be at least 1")
         if self.prefetch is not None and self.prefetch < 0:
             raise ConfigError("--prefetch must be 0 or more")
-        for name in ("poll_interval", "heartbeat_interval", "rescue_interval", "stale_after"):
+        for name in (
+            "poll_interval", "heartbeat_interval", "rescue_interval", "stale_after", "db_timeout",
+        ):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be more than 0")
         if self.shutdown_timeout < 0:

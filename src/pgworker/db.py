@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
-from typing import Any, Final
+import socket
+import time
+from typing import Any, Final, LiteralString
 
 import psycopg
 import psycopg.conninfo
@@ -92,19 +95,49 @@ class DedicatedConnection:
 
     def __init__(self, dsn: str, *, application_name: str, autocommit: bool = True) -> None:
         self._dsn = dsn
-        self._application_name = application_name
+        self.application_name = application_name  # used from the next (re)connect on
         self._autocommit = autocommit
         self._conn: psycopg.Connection[Any] | None = None
+        self._busy_since: float | None = None
 
     def get(self) -> psycopg.Connection[Any]:
         """The open connection, connecting first if needed (raises DatabaseUnavailable)."""
         conn = self._conn
         if conn is None or conn.closed:
             conn = connect(
-                self._dsn, application_name=self._application_name, autocommit=self._autocommit
+                self._dsn, application_name=self.application_name, autocommit=self._autocommit
             )
             self._conn = conn
         return conn
+
+    def execute(
+        self, query: LiteralString, params: Any = None, *, prepare: bool | None = None
+    ) -> psycopg.Cursor[Any]:
+        """Run one statement, timed so that abort_if_stuck() can cut it off."""
+        conn = self.get()
+        self._busy_since = time.monotonic()
+        try:
+            return conn.execute(query, params, prepare=prepare)
+        finally:
+            self._busy_since = None
+
+    def abort_if_stuck(self, limit: float) -> bool:
+        """Shut the socket of a statement running longer than `limit` s; True if it did.
+
+        Called from another thread. A server that stopped answering but whose kernel still
+        acknowledges packets (a frozen process, a proxy that stopped forwarding) defeats TCP
+        keepalives and tcp_user_timeout: only the client can decide it waited long enough.
+        shutdown() wakes the waiting thread, whose statement fails like any lost connection.
+        """
+        since, conn = self._busy_since, self._conn
+        if since is None or conn is None or time.monotonic() - since < limit:
+            return False
+        with contextlib.suppress(Exception):
+            fd = os.dup(conn.pgconn.socket)
+            with socket.socket(fileno=fd) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+        self._busy_since = None
+        return True
 
     def discard(self) -> None:
         """Close the connection after a failure; the next get() opens a new one."""

@@ -87,6 +87,11 @@ class RateLimiter:
         self._held.pop(key, None)
 
 
+# Losing the database makes every loop of a worker fail at once: they share this limiter, so
+# an outage is one line every 10 s, not one per loop and attempt.
+database_trouble = RateLimiter(interval=10.0)
+
+
 def configure_logging(
     *, fmt: str = "text", level: str = "info", stream: TextIO | None = None
 ) -> None:

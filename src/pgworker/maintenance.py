@@ -6,11 +6,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 from pgworker import queries
 from pgworker.db import Backoff, DedicatedConnection, describe_error
-from pgworker.logs import RateLimiter
+from pgworker.logs import database_trouble
 
 log = logging.getLogger("pgworker.maintenance")
 
@@ -30,7 +30,7 @@ class Heartbeat:
         self.last_ok: float | None = None
         self.cancel_requests: set[int] = set()  # running jobs asked to stop, as last seen
 
-    def run_once(self, conn: Any, worker_id: str, busy: int) -> bool:
+    def run_once(self, conn: DedicatedConnection, worker_id: str, busy: int) -> bool:
         """Heartbeat once; False if this worker's row is gone (declared dead by another)."""
         row = conn.execute(queries.HEARTBEAT, {"id": worker_id, "busy": busy}).fetchone()
         self.cancel_requests = {
@@ -61,7 +61,9 @@ class Rescuer:
     def __init__(self, *, stale_after: float) -> None:
         self.stale_after = stale_after
 
-    def run_once(self, conn: Any, *, declare_dead: bool) -> list[tuple[int, str, str, str]]:
+    def run_once(
+        self, conn: DedicatedConnection, *, declare_dead: bool
+    ) -> list[tuple[int, str, str, str]]:
         """One pass; returns (job_id, queue, new status, reason) of every rescued job."""
         rescued: list[tuple[int, str, str, str]] = []
         while True:
@@ -104,9 +106,12 @@ class Maintenance:
         self._on_cancel = on_cancel
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._limiter = RateLimiter()
         self.rescued_total = 0
         self.on_rescue: list[Callable[[list[tuple[int, str, str, str]]], None]] = []  # test signal
+
+    @property
+    def connection(self) -> DedicatedConnection:
+        return self._conn
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="pgworker-maintenance", daemon=True)
@@ -120,7 +125,7 @@ class Maintenance:
 
     def _run(self) -> None:
         backoff = Backoff()
-        next_heartbeat = time.monotonic() + self.heartbeat.interval
+        next_heartbeat = time.monotonic()  # at once: the healthy streak starts now
         next_rescue = time.monotonic()  # on startup: jobs of workers whose row is gone
         while not self._stop.is_set():
             now = time.monotonic()
@@ -132,20 +137,22 @@ class Maintenance:
                     next_rescue = now + self.rescue_interval
                     self.rescue()
                 backoff.reset()
-                self._limiter.reset("maintenance")
             except Exception as exc:
                 self.heartbeat.failed()
                 self._conn.discard()
-                allowed, _ = self._limiter.allow("maintenance")
+                allowed, held = database_trouble.allow("database")
                 if allowed:
-                    log.warning(f"heartbeat or rescue failed, retrying: {describe_error(exc)}")
+                    log.warning(
+                        f"heartbeat or rescue failed, retrying: {describe_error(exc)}",
+                        extra={"count": held or None},
+                    )
                 self._stop.wait(backoff.next_delay())
                 continue
             self._stop.wait(max(0.0, min(next_heartbeat, next_rescue) - time.monotonic()))
 
     def beat(self) -> bool:
         """Heartbeat now; on a missing row, tell the worker it was declared dead."""
-        alive = self.heartbeat.run_once(self._conn.get(), self._worker_id(), self._busy())
+        alive = self.heartbeat.run_once(self._conn, self._worker_id(), self._busy())
         if not alive:
             self._on_declared_dead()
         elif self.heartbeat.cancel_requests:
@@ -154,9 +161,7 @@ class Maintenance:
 
     def rescue(self) -> int:
         """Rescue now; returns how many jobs went back to pending or to failed."""
-        rescued = self.rescuer.run_once(
-            self._conn.get(), declare_dead=self.heartbeat.may_declare_dead()
-        )
+        rescued = self.rescuer.run_once(self._conn, declare_dead=self.heartbeat.may_declare_dead())
         if rescued:
             self.rescued_total += len(rescued)
             for job_id, queue, status, reason in rescued[:20]:
@@ -172,7 +177,7 @@ class Maintenance:
 
 
 class Watchdog:
-    """Times out attempts that overran their task's timeout, every WATCHDOG_INTERVAL s."""
+    """Runs `check` every WATCHDOG_INTERVAL s: attempt timeouts, stuck statements."""
 
     def __init__(self, check: Callable[[], int]) -> None:
         self._check = check

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Final
 
@@ -11,12 +12,14 @@ import psycopg
 
 from pgworker import queries
 from pgworker.db import Backoff, DedicatedConnection, describe_error
-from pgworker.logs import RateLimiter
+from pgworker.logs import database_trouble
 
 log = logging.getLogger("pgworker.notifier")
 
 # How long one wait for notifications lasts before the stop flag is checked again.
 _WAIT: Final = 0.5
+# How often the idle LISTEN connection proves its server still answers.
+_PING_EVERY: Final = 10.0
 
 
 class Notifier:
@@ -42,13 +45,16 @@ class Notifier:
         self._on_cancel = on_cancel
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._limiter = RateLimiter()
         self.listening = threading.Event()  # test signal: set while LISTEN is active
         self.on_listen: list[Callable[[], None]] = []  # test signal: each (re)LISTEN
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="pgworker-notifier", daemon=True)
         self._thread.start()
+
+    @property
+    def connection(self) -> DedicatedConnection:
+        return self._conn
 
     def stop(self) -> None:
         self._stop.set()
@@ -61,14 +67,13 @@ class Notifier:
         lost = False
         while not self._stop.is_set():
             try:
+                self._conn.execute(queries.LISTEN)
                 conn = self._conn.get()
-                conn.execute(queries.LISTEN)
                 self.listening.set()
                 for callback in self.on_listen:
                     callback()
                 if lost:
                     log.info("listening again")
-                    self._limiter.reset("listen")
                     lost = False
                 self._wake()  # whatever was notified while not listening
                 backoff.reset()
@@ -77,14 +82,21 @@ class Notifier:
                 self.listening.clear()
                 self._conn.discard()
                 lost = True
-                allowed, _ = self._limiter.allow("listen")
+                allowed, held = database_trouble.allow("database")
                 if allowed:
-                    log.warning(f"lost the LISTEN connection, reconnecting: {describe_error(exc)}")
+                    log.warning(
+                        f"lost the database, reconnecting: {describe_error(exc)}",
+                        extra={"count": held or None},
+                    )
                 self._stop.wait(backoff.next_delay())
 
     def _listen(self, conn: psycopg.Connection[object]) -> None:
         queues = self._queues
+        next_ping = time.monotonic() + _PING_EVERY
         while not self._stop.is_set():
+            if time.monotonic() >= next_ping:
+                self._conn.execute(queries.PING)
+                next_ping = time.monotonic() + _PING_EVERY
             for note in conn.notifies(timeout=_WAIT):
                 if note.channel == "pgworker_cancel":
                     if self._on_cancel is not None and note.payload.isdigit():

@@ -275,3 +275,16 @@ FROM unnest(%(queues)s::text[]) AS woken(queue)
 # pgworker_jobs carries a queue name (new due jobs); pgworker_cancel a job id whose
 # cancellation was requested (heartbeats pick such requests up too, in case one is missed).
 LISTEN: Final[LiteralString] = "LISTEN pgworker_jobs; LISTEN pgworker_cancel"
+
+# Proves the LISTEN connection's server still answers (a frozen one keeps TCP alive).
+PING: Final[LiteralString] = "SELECT 1"
+
+# The jobs the database says this worker holds, to find those of a claim whose reply was
+# lost with its connection (committed, but never seen by the worker).
+# jobs_rescue_idx (worker_id) WHERE status = 'processing'.
+HELD_JOBS: Final[LiteralString] = """
+SELECT id, task, attempts, max_attempts
+FROM pgworker.jobs
+WHERE worker_id = %(id)s
+  AND status = 'processing'
+"""

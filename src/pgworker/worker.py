@@ -16,11 +16,11 @@ from typing import Any, Final, LiteralString, cast
 from psycopg import sql
 
 from pgworker import queries
-from pgworker.completer import Completer
+from pgworker.completer import Completer, Ending
 from pgworker.config import WorkerConfig
 from pgworker.db import Backoff, DedicatedConnection, describe_error
-from pgworker.executor import Executor, Redactor, Row
-from pgworker.logs import RateLimiter
+from pgworker.executor import MAX_MAX_ATTEMPTS, Executor, Redactor, Row
+from pgworker.logs import database_trouble
 from pgworker.maintenance import Heartbeat, Maintenance, Rescuer, Watchdog
 from pgworker.migrate import require_schema
 from pgworker.notifier import Notifier
@@ -76,13 +76,16 @@ class Worker:
         self._stopped = threading.Event()
         self.started = threading.Event()  # test signal: registered, threads running
         self._declared_dead = False
-        self._limiter = RateLimiter()
         self._signals = 0
         self._thread: threading.Thread | None = None
         self.exit_code: int | None = None
 
+        # Jobs this worker claimed whose outcome is not written yet: the claim thread adds,
+        # the completer removes. Set operations are atomic under the GIL.
+        self._held: set[int] = set()
+        self._reconcile = False
         self.completer = Completer(
-            dsn, application_name=self._application_name, on_written=self._wake.set
+            dsn, application_name=self._application_name, on_written=self._on_written
         )
         self.executor = Executor(
             registry,
@@ -117,7 +120,7 @@ class Worker:
             on_declared_dead=self._on_declared_dead,
             on_cancel=self.executor.cancel,
         )
-        self.watchdog = Watchdog(self.executor.check_timeouts)
+        self.watchdog = Watchdog(self._watch)
         self._claim_conn = DedicatedConnection(dsn, application_name=self._application_name)
         if len(self.queues) == 1:
             self._claims = claim_statements(queries.CLAIM_JOBS_TEMPLATE)
@@ -208,9 +211,8 @@ class Worker:
         os._exit(128 + signum)
 
     def _register(self) -> None:
-        conn = self._claim_conn.get()
-        require_schema(conn)
-        conn.execute(
+        require_schema(self._claim_conn.get())
+        self._claim_conn.execute(
             queries.REGISTER_WORKER,
             {
                 "id": self.worker_id,
@@ -221,6 +223,51 @@ class Worker:
                 "concurrency": self.config.concurrency,
             },
         )
+
+    def _on_written(self, job_ids: list[int]) -> None:
+        self._held.difference_update(job_ids)
+        self._wake.set()  # the claim loop may be waiting for room
+
+    def _watch(self) -> int:
+        """The watchdog's round: attempts past their timeout, statements past the deadline."""
+        deadline = self.config.db_timeout
+        connections = [
+            self._claim_conn,
+            self.completer.connection,
+            self.maintenance.connection,
+        ]
+        if self.notifier is not None:
+            connections.append(self.notifier.connection)
+        for connection in connections:
+            if connection.abort_if_stuck(deadline):
+                log.warning(
+                    f"a database call took over {deadline:g} s: cut its connection, reconnecting"
+                )
+        return self.executor.check_timeouts()
+
+    def _reclaim_lost(self) -> int:
+        """Give back jobs the database says this worker holds but it never received.
+
+        A claim whose connection dropped after the commit leaves its jobs 'processing' under
+        this worker's id, unseen; the rescue never takes them, since this worker is alive.
+        """
+        rows = self._claim_conn.execute(queries.HELD_JOBS, {"id": self.worker_id}).fetchall()
+        lost = [row for row in rows if row[0] not in self._held]
+        for job_id, task_name, attempts, max_attempts in lost:
+            task = self.registry.get(task_name)
+            limit = max_attempts or (task.max_attempts if task else MAX_MAX_ATTEMPTS)
+            self.completer.submit(
+                Ending(
+                    job_id, attempts, self.worker_id, "pending",
+                    max_attempts=min(limit + 1, MAX_MAX_ATTEMPTS),
+                )
+            )  # fmt: skip
+        if lost:
+            log.warning(
+                "a claim's reply was lost with its connection: gave its jobs back",
+                extra={"count": len(lost)},
+            )
+        return len(lost)
 
     def _on_declared_dead(self) -> None:
         self._declared_dead = True
@@ -235,13 +282,23 @@ class Worker:
         old = self.worker_id
         self.worker_id = str(uuid.uuid4())
         self.executor.worker_id = self.worker_id
+        self._held.clear()  # what the old id held was rescued: not ours any more
+        self._application_name = f"pgworker:{self.worker_id}"
+        for connection in (
+            self._claim_conn,
+            self.completer.connection,
+            self.maintenance.connection,
+        ):
+            connection.application_name = self._application_name
+        if self.notifier is not None:
+            self.notifier.connection.application_name = self._application_name
         self._declared_dead = False
         log.warning(
             "this worker was declared dead by another (no heartbeat for --stale-after):"
             " its jobs were rescued; continuing under a new worker id",
             extra={"worker_id": self.worker_id, "error": f"old worker id {old}"},
         )
-        self._claim_conn.get().execute(
+        self._claim_conn.execute(
             queries.REGISTER_WORKER,
             {
                 "id": self.worker_id,
@@ -266,6 +323,9 @@ class Worker:
             try:
                 if self._declared_dead:
                     self._reregister()
+                if self._reconcile:
+                    self._reclaim_lost()
+                    self._reconcile = False
                 size = executor.claim_size()
                 if size > 0:
                     wanted = claim_size_below(size)
@@ -278,12 +338,12 @@ class Worker:
                 backoff.reset()
                 if failing:
                     failing = False
-                    self._limiter.reset("claim")
                     log.info("claiming again: the database answers")
             except Exception as exc:
                 self._claim_conn.discard()
                 failing = True
-                allowed, held_back = self._limiter.allow("claim")
+                self._reconcile = True  # a claim may have committed unseen
+                allowed, held_back = database_trouble.allow("database")
                 if allowed:
                     log.warning(
                         f"cannot claim, retrying: {describe_error(exc)}",
@@ -295,9 +355,9 @@ class Worker:
 
     def claim(self, size: int) -> list[Row]:
         """Claim up to `size` due jobs (one of CLAIM_SIZES) for this worker."""
-        conn = self._claim_conn.get()
         params = {**self._claim_params, "worker_id": self.worker_id}
-        rows = cast(list[Row], conn.execute(self._claims[size], params).fetchall())
+        rows = cast(list[Row], self._claim_conn.execute(self._claims[size], params).fetchall())
+        self._held.update(row[0] for row in rows)
         self.claims += 1
         self.claimed += len(rows)
         if self._metrics is not None:
@@ -336,7 +396,7 @@ class Worker:
             )
             code = 1
         try:
-            self._claim_conn.get().execute(queries.DEREGISTER_WORKER, {"id": self.worker_id})
+            self._claim_conn.execute(queries.DEREGISTER_WORKER, {"id": self.worker_id})
         except Exception as exc:
             log.warning(f"could not remove the worker row: {describe_error(exc)}")
         self._claim_conn.close()

@@ -9,6 +9,7 @@ import typer
 from pgworker.cli.app import DsnOption, app, dsn_from
 from pgworker.config import (
     DEFAULT_CONCURRENCY,
+    DEFAULT_DB_TIMEOUT,
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_RESCUE_INTERVAL,
@@ -84,6 +85,14 @@ def work(
             "--stale-after", "Seconds without a heartbeat before a worker counts as lost.", min=0.01
         ),
     ] = DEFAULT_STALE_AFTER,
+    db_timeout: Annotated[
+        float,
+        _opt(
+            "--db-timeout",
+            "Seconds a database call may hang before its connection is cut and reopened.",
+            min=0.1,
+        ),
+    ] = DEFAULT_DB_TIMEOUT,
     log_format: Annotated[str, _opt("--log-format", "text or json.")] = "text",
     log_level: Annotated[str, _opt("--log-level", "debug, info, warning or error.")] = "info",
     dsn: DsnOption = None,
@@ -112,6 +121,7 @@ def work(
         heartbeat_interval=heartbeat_interval,
         rescue_interval=rescue_interval,
         stale_after=stale_after,
+        db_timeout=db_timeout,
     )
     registry = load_registry(app_spec)
     worker = Worker(registry, dsn_from(dsn), config)
