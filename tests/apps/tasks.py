@@ -31,7 +31,8 @@ _local = threading.local()
 def _conn() -> psycopg.Connection[Any]:
     conn = getattr(_local, "conn", None)
     if conn is None or conn.closed:
-        conn = psycopg.connect(os.environ["PGWORKER_DSN"], autocommit=True)
+        dsn = os.environ.get("RECORD_DSN") or os.environ["PGWORKER_DSN"]
+        conn = psycopg.connect(dsn, autocommit=True)
         _local.conn = conn
     return conn
 

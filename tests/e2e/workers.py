@@ -24,7 +24,11 @@ class WorkerProcess:
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in reap()
         self.proc = subprocess.Popen(
             [*PGWORKER, "work", "--app", "apps.tasks", *args],
-            env=clean_env(PGWORKER_DSN=dsn, PYTHONPATH=str(TESTS), **(env or {})),
+            # RECORD_DSN: handlers record executions straight to the database, even when the
+            # worker itself goes through a proxy a test cuts.
+            env=clean_env(
+                **{"PGWORKER_DSN": dsn, "RECORD_DSN": dsn, "PYTHONPATH": str(TESTS), **(env or {})}
+            ),
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=TESTS,

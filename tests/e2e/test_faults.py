@@ -1,0 +1,359 @@
+"""Faults with real worker processes, real signals and a real database going away.
+
+The workers run a short test profile: heartbeat 0.5 s, rescue 0.5 s, stale after 3 s, so
+a lost worker's jobs are claimable again within BOUND seconds of the crash (stale-after +
+heartbeat interval + rescue interval + 2 s, the documented worst case).
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from proxy import Proxy
+
+from support import count_jobs, job_row, make_job, wait_until
+from workers import Spawner, WorkerProcess, executions
+
+PROFILE = (
+    "--heartbeat-interval", "0.5", "--rescue-interval", "0.5", "--stale-after", "3",
+    "--poll-interval", "0.2", "--shutdown-timeout", "2",
+)  # fmt: skip
+BOUND = 3 + 0.5 + 0.5 + 2
+
+
+@pytest.fixture
+def proxy(dsn: str) -> Iterator[Proxy]:
+    front = Proxy(dsn)
+    try:
+        yield front
+    finally:
+        front.close()
+
+
+def _runs_per_job(conn: psycopg.Connection[Any]) -> dict[int, list[tuple[int, int]]]:
+    runs: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for job_id, attempt, pid in executions(conn):
+        runs[job_id].append((attempt, pid))
+    return runs
+
+
+def _stop(*workers: WorkerProcess) -> None:
+    for worker in workers:
+        if worker.proc.poll() is None:
+            worker.signal(signal.SIGTERM)
+    for worker in workers:
+        assert worker.wait(timeout=30) == 0, worker.output()
+
+
+def test_a_killed_workers_job_is_rescued_within_the_bound(
+    spawn: Spawner, conn: psycopg.Connection[Any]
+) -> None:
+    job_id = make_job(conn, "sleep", payload={"s": 30})
+    first = spawn("--concurrency", "1", *PROFILE)
+    first_id = first.wait_registered()
+    wait_until(lambda: len(executions(conn)) == 1, message="the job is running")
+    second = spawn("--concurrency", "1", *PROFILE)
+    second.wait_registered()
+    first.signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    first.wait(timeout=10)
+    wait_until(lambda: len(executions(conn)) == 2, timeout=BOUND + 5, message="job ran again")
+    took = time.monotonic() - killed_at
+    assert took <= BOUND, f"rescued after {took:.1f} s"
+    job = job_row(conn, job_id)
+    assert job["attempts"] == 2
+    assert first_id in job["errors"][0]["error"]
+    assert "lost" in job["errors"][0]["error"]
+    assert [pid for _, pid in _runs_per_job(conn)[job_id]] == [first.pid, second.pid]
+    _stop(second)
+
+
+def test_a_long_job_on_a_live_worker_is_never_rescued(
+    spawn: Spawner, conn: psycopg.Connection[Any]
+) -> None:
+    job_id = make_job(conn, "sleep", payload={"s": 8})
+    busy = spawn("--concurrency", "1", *PROFILE)
+    busy.wait_registered()
+    idle = spawn("--concurrency", "1", *PROFILE)
+    idle.wait_registered()
+    wait_until(lambda: job_row(conn, job_id)["status"] == "succeeded", timeout=30,
+               message="the long job finished")  # fmt: skip
+    job = job_row(conn, job_id)
+    assert job["attempts"] == 1
+    assert job["errors"] is None
+    assert len(executions(conn)) == 1
+    _stop(busy, idle)
+    assert "job rescued" not in idle.output() + busy.output()
+
+
+def test_a_paused_worker_changes_nothing_when_it_resumes(
+    spawn: Spawner, conn: psycopg.Connection[Any]
+) -> None:
+    ids = [make_job(conn, "sleep", payload={"s": 2}) for _ in range(2)]
+    paused = spawn("--concurrency", "2", *PROFILE)
+    paused_id = paused.wait_registered()
+    wait_until(lambda: len(executions(conn)) == 2, message="both jobs running")
+    paused.signal(signal.SIGSTOP)
+    rescuer = spawn("--concurrency", "2", *PROFILE)
+    rescuer_id = rescuer.wait_registered()
+    wait_until(
+        lambda: all(job_row(conn, i)["status"] == "succeeded" for i in ids),
+        timeout=30,
+        message="the rescuer finished both jobs",
+    )
+    finished = {i: job_row(conn, i) for i in ids}
+    assert {str(j["worker_id"]) for j in finished.values()} == {rescuer_id}
+    paused.signal(signal.SIGCONT)
+    wait_until(lambda: "late write changed nothing" in paused.output(), timeout=20,
+               message="the resumed worker noticed its writes were fenced")  # fmt: skip
+    wait_until(lambda: "declared dead" in paused.output(), timeout=20,
+               message="the resumed worker re-registered")  # fmt: skip
+    for job_id, before in finished.items():
+        assert job_row(conn, job_id) == before  # the late writes changed nothing
+    runs = _runs_per_job(conn)
+    assert all([a for a, _ in runs[i]] == [1, 2] for i in ids)
+    assert paused.worker_id() != paused_id  # carries on under a new id
+    _stop(paused, rescuer)
+
+
+def test_chaos_kills_lose_no_job_and_double_runs_only_what_was_running(
+    spawn: Spawner, conn: psycopg.Connection[Any]
+) -> None:
+    conn.execute(
+        "INSERT INTO pgworker.jobs (task, payload)"
+        " SELECT 'record', '{\"sleep\": 0.02}' FROM generate_series(1, 2000)"
+    )
+    args = ("--concurrency", "4", "--prefetch", "8", *PROFILE)
+    workers = [spawn(*args) for _ in range(3)]
+    for worker in workers:
+        worker.wait_registered()
+    killed: set[int] = set()
+    rng = random.Random(5)
+    for _ in range(4):
+        victim_index = rng.randrange(len(workers))
+        victim = workers[victim_index]
+        start = time.monotonic()
+        while time.monotonic() - start < 2:  # let it work for ~2 s
+            if count_jobs(conn, "succeeded") >= 2000:
+                break
+            time.sleep(0.05)
+        victim.signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+        killed.add(victim.pid)
+        workers[victim_index] = spawn(*args)
+        workers[victim_index].wait_registered()
+    last_kill = time.monotonic()
+    wait_until(lambda: count_jobs(conn, "succeeded") == 2000, timeout=120, message="all done")
+    assert time.monotonic() - last_kill < 120
+    assert count_jobs(conn, "processing") == 0
+    runs = _runs_per_job(conn)
+    assert len(runs) == 2000
+    for job_id, job_runs in runs.items():
+        for _, pid in job_runs[:-1]:
+            assert pid in killed, f"job {job_id} ran twice without a crash: {job_runs}"
+    _stop(*workers)
+
+
+def test_terminated_connections_change_nothing(
+    spawn: Spawner, conn: psycopg.Connection[Any]
+) -> None:
+    conn.execute(
+        "INSERT INTO pgworker.jobs (task, payload)"
+        " SELECT 'record', '{\"sleep\": 0.005}' FROM generate_series(1, 3000)"
+    )
+    workers = [spawn("--concurrency", "4", *PROFILE) for _ in range(2)]
+    pids = [w.pid for w in workers]
+    for worker in workers:
+        worker.wait_registered()
+    terminated = 0
+    deadline = time.monotonic() + 60
+    while count_jobs(conn, "succeeded") < 3000:
+        assert time.monotonic() < deadline, "jobs did not finish"
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name LIKE 'pgworker:%%' AND pid <> pg_backend_pid()"
+        ).fetchall()
+        terminated += len(rows)
+        time.sleep(0.3)  # the pace of the terminations
+    assert terminated >= 8
+    assert [w.proc.poll() for w in workers] == [None, None]  # the same processes
+    runs = _runs_per_job(conn)
+    assert len(runs) == 3000
+    assert all(len(r) == 1 for r in runs.values()), "a job ran twice"
+    assert {pid for r in runs.values() for _, pid in r} <= set(pids)
+    _stop(*workers)
+
+
+def test_a_server_restart_and_listen_is_rearmed(
+    spawn: Spawner, conn: psycopg.Connection[Any], proxy: Proxy
+) -> None:
+    conn.execute(
+        "INSERT INTO pgworker.jobs (task, payload)"
+        " SELECT 'record', '{\"sleep\": 0.01}' FROM generate_series(1, 1500)"
+    )
+    # A long poll: only LISTEN can pick a new job up within a second.
+    args = ("--concurrency", "4", "--heartbeat-interval", "0.5", "--rescue-interval", "0.5",
+            "--stale-after", "5", "--poll-interval", "30")  # fmt: skip
+    workers = [spawn(*args, env={"PGWORKER_DSN": proxy.dsn()}) for _ in range(2)]
+    for worker in workers:
+        worker.wait_registered()
+    for _ in range(2):
+        target = count_jobs(conn, "succeeded") + 100
+        wait_until(lambda t=target: count_jobs(conn, "succeeded") >= t, message="work under way")
+        proxy.down()
+        time.sleep(1.5)  # the server stays down this long
+        proxy.up()
+    wait_until(lambda: count_jobs(conn, "succeeded") == 1500, timeout=120, message="all done")
+    assert [w.proc.poll() for w in workers] == [None, None]
+    runs = _runs_per_job(conn)
+    assert all(len(r) == 1 for r in runs.values()), "a job ran twice"
+
+    names = [f"pgworker:{w.worker_id()}" for w in workers]
+    wait_until(
+        lambda: (
+            conn.execute(
+                "SELECT count(DISTINCT application_name) FROM pg_stat_activity"
+                " WHERE application_name = ANY(%s)"
+                " AND (query LIKE 'LISTEN%%' OR query = 'SELECT 1')",
+                (names,),
+            ).fetchone()
+            == (2,)
+        ),
+        timeout=15,
+        message="both workers listen again",
+    )
+    job_id = make_job(conn, "record")
+    wait_until(lambda: job_row(conn, job_id)["status"] == "succeeded", timeout=5,
+               message="the new job ran")  # fmt: skip
+    pickup = conn.execute(
+        "SELECT e.started_at - j.created_at FROM executions e JOIN pgworker.jobs j"
+        " ON j.id = e.job_id WHERE j.id = %s",
+        (job_id,),
+    ).fetchone()
+    assert pickup is not None
+    assert pickup[0].total_seconds() < 1.0
+    assert all("lost the database" in w.output() or "cannot claim" in w.output() for w in workers)
+    _stop(*workers)
+
+
+def test_packets_that_vanish_are_noticed_and_survived(
+    spawn: Spawner, conn: psycopg.Connection[Any], proxy: Proxy
+) -> None:
+    worker = spawn(
+        "--concurrency", "2", "--db-timeout", "2", *PROFILE, env={"PGWORKER_DSN": proxy.dsn()}
+    )  # fmt: skip
+    worker.wait_registered()
+    first = make_job(conn, "record")
+    wait_until(lambda: job_row(conn, first)["status"] == "succeeded", message="warm")
+    proxy.blackhole()
+    during = make_job(conn, "record")
+    wait_until(lambda: "took over 2 s" in worker.output(), timeout=20,
+               message="the hung statement was cut")  # fmt: skip
+    proxy.restore()
+    wait_until(lambda: job_row(conn, during)["status"] == "succeeded", timeout=30,
+               message="work resumed after the network came back")  # fmt: skip
+    assert worker.proc.poll() is None
+    _stop(worker)
+
+
+def test_a_read_only_failover_is_waited_out(
+    spawn: Spawner, conn: psycopg.Connection[Any], dsn: str
+) -> None:
+    dbname = conn.execute("SELECT current_database()").fetchone()
+    assert dbname is not None
+    worker = spawn("--concurrency", "2", *PROFILE)
+    worker.wait_registered()
+    conn.execute(f'ALTER DATABASE "{dbname[0]}" SET default_transaction_read_only = on')
+    conn.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE application_name LIKE 'pgworker:%%'"
+    )
+    wait_until(lambda: "read-only" in worker.output(), timeout=20, message="writes refused")
+    job_id = make_job(conn, "record")  # this session is not read-only
+    conn.execute(f'ALTER DATABASE "{dbname[0]}" RESET default_transaction_read_only')
+    wait_until(lambda: job_row(conn, job_id)["status"] == "succeeded", timeout=30,
+               message="back to work on a writable server")  # fmt: skip
+    assert worker.proc.poll() is None
+    _stop(worker)
+
+
+def _settled(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM pgworker.jobs WHERE status IN ('pending', 'processing')"
+    ).fetchone()
+    return row == (0,)
+
+
+def test_failing_jobs_end_failed_with_their_errors_beside_healthy_ones(
+    spawn: Spawner, conn: psycopg.Connection[Any]
+) -> None:
+    healthy = [make_job(conn, "record") for _ in range(200)]
+    failing = make_job(conn, "always_fails")
+    huge = make_job(conn, "huge_error")
+    worker = spawn("--concurrency", "4", *PROFILE)
+    worker.wait_registered()
+    wait_until(lambda: _settled(conn), timeout=60, message="every job settled")
+    assert all(job_row(conn, i)["status"] == "succeeded" for i in healthy)
+    failed = job_row(conn, failing)
+    assert (failed["status"], failed["attempts"]) == ("failed", 3)
+    assert [e["error"] for e in failed["errors"]] == ["RuntimeError: always fails"] * 3
+    big = job_row(conn, huge)
+    assert big["status"] == "failed"
+    assert len(big["last_error"]) < 5000
+    assert len(big["errors"][0]["error"]) <= 1000
+    _stop(worker)
+
+
+def test_a_job_that_kills_its_worker_ends_failed_instead_of_looping(
+    spawn: Spawner, conn: psycopg.Connection[Any]
+) -> None:
+    healthy = [make_job(conn, "record", payload={"sleep": 0.01}) for _ in range(200)]
+    crashing = make_job(conn, "crash")  # max_attempts=2
+    args = ("--concurrency", "4", *PROFILE)
+    workers = [spawn(*args), spawn(*args)]
+    for worker in workers:
+        worker.wait_registered()
+    deadline = time.monotonic() + 90
+    crashes = 0
+    while not _settled(conn):
+        assert time.monotonic() < deadline, "jobs did not settle"
+        for index, worker in enumerate(workers):
+            if worker.proc.poll() is not None:  # a supervisor restarts crashed workers
+                assert worker.proc.returncode == 7, worker.output()
+                crashes += 1
+                workers[index] = spawn(*args)
+                workers[index].wait_registered()
+        time.sleep(0.1)
+    assert all(job_row(conn, i)["status"] == "succeeded" for i in healthy)
+    crashed = job_row(conn, crashing)
+    assert (crashed["status"], crashed["attempts"]) == ("failed", 2)
+    assert "lost" in crashed["last_error"]
+    assert crashes == 2
+    assert len(_runs_per_job(conn)[crashing]) == 2
+    _stop(*workers)
+
+
+def test_a_hanging_handler_is_timed_out_and_sigterm_still_exits(
+    spawn: Spawner, conn: psycopg.Connection[Any]
+) -> None:
+    healthy = [make_job(conn, "record") for _ in range(100)]
+    hanging = make_job(conn, "hang")  # timeout 1 s, max_attempts 2
+    worker = spawn("--concurrency", "3", *PROFILE)
+    worker.wait_registered()
+    wait_until(lambda: _settled(conn), timeout=60, message="every job settled")
+    assert all(job_row(conn, i)["status"] == "succeeded" for i in healthy)
+    hung = job_row(conn, hanging)
+    assert (hung["status"], hung["attempts"]) == ("failed", 2)
+    assert "timed out after 1 s" in hung["last_error"]
+    # Two threads are still stuck in the handler: SIGTERM must not wait for them forever.
+    signalled = time.monotonic()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0, worker.output()
+    assert time.monotonic() - signalled < 2 + 5  # --shutdown-timeout 2
