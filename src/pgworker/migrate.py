@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 SCHEMA: Final = "pgworker"
 # The revision this version of pgworker runs against; tests pin it to alembic's head.
-SCHEMA_REVISION: Final = "0002"
+SCHEMA_REVISION: Final = "0003"
 
 
 def script_location() -> str:
