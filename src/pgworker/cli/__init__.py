@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> None:
         missing = "pgworker" in str(exc)
         message = "the pgworker schema is not installed: run `pgworker migrate`"
         code = _error(message if missing else describe_error(exc), 1)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        message = f"{describe_error(exc)}: the database role lacks a privilege for this command"
+        code = _error(message + " (see Security in the README)", 1)
     except psycopg.Error as exc:
         code = _error(describe_error(exc), 1)
     except KeyboardInterrupt:
