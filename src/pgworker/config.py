@@ -130,6 +130,7 @@ class WorkerConfig:
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     rescue_interval: float = DEFAULT_RESCUE_INTERVAL
     stale_after: float = DEFAULT_STALE_AFTER
+    log_payloads: bool = False  # job log lines carry the payload (it may hold secrets)
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
