@@ -83,8 +83,7 @@ def check_role_name(name: str) -> str:
 
 
 def grant_statements(kind: str, role: str) -> list[sql.Composed]:
-    """The GRANT statements that give `role` the privileges of `kind` (worker, enqueue,
-    readonly)."""
+    """The GRANTs giving `role` the privileges of `kind`: worker, enqueue or readonly."""
     if kind not in ROLE_GRANTS:
         raise ConfigError(f"unknown role kind {kind!r}: use {', '.join(ROLE_GRANTS)}")
     identifier = sql.Identifier(check_role_name(role))
