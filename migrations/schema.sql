@@ -88,24 +88,109 @@ $function$;
 
 CREATE OR REPLACE FUNCTION pgworker.enqueue(task text, payload jsonb DEFAULT '{}'::jsonb, queue text DEFAULT 'default'::text, priority integer DEFAULT 0, run_after timestamp with time zone DEFAULT NULL::timestamp with time zone, max_attempts integer DEFAULT NULL::integer, dedup_key text DEFAULT NULL::text)
  RETURNS bigint
- LANGUAGE sql
+ LANGUAGE plpgsql
+ SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-    INSERT INTO pgworker.jobs (task, payload, queue, priority, run_after, max_attempts, dedup_key)
-    VALUES (
-        enqueue.task,
-        coalesce(enqueue.payload, '{}'::jsonb),
-        coalesce(enqueue.queue, 'default'),
-        coalesce(enqueue.priority, 0),
-        coalesce(enqueue.run_after, now()),
-        enqueue.max_attempts,
-        enqueue.dedup_key
-    )
-    ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL AND status IN ('pending', 'processing')
-    DO NOTHING
-    RETURNING id
+#variable_conflict use_column
+DECLARE
+    job_id bigint;
+    due timestamptz := coalesce(enqueue.run_after, now());
+    queue_name text := coalesce(enqueue.queue, 'default');
+BEGIN
+    IF enqueue.task IS NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'not_null_violation', SCHEMA = 'pgworker', TABLE = 'jobs', COLUMN = 'task',
+            MESSAGE = 'pgworker.enqueue: task is required';
+    END IF;
+    IF char_length(enqueue.task) NOT BETWEEN 1 AND 200 OR enqueue.task ~ '[^A-Za-z0-9_.:-]' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation', SCHEMA = 'pgworker', TABLE = 'jobs', COLUMN = 'task',
+            CONSTRAINT = 'jobs_task_format',
+            MESSAGE = format(
+                'pgworker.enqueue: invalid task name %s (length %s):'
+                ' use 1-200 characters of A-Z a-z 0-9 _ . : -',
+                quote_literal(left(enqueue.task, 60)), char_length(enqueue.task)
+            );
+    END IF;
+    IF char_length(queue_name) NOT BETWEEN 1 AND 200 OR queue_name ~ '[^A-Za-z0-9_.:-]' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation', SCHEMA = 'pgworker', TABLE = 'jobs', COLUMN = 'queue',
+            CONSTRAINT = 'jobs_queue_format',
+            MESSAGE = format(
+                'pgworker.enqueue: invalid queue name %s (length %s):'
+                ' use 1-200 characters of A-Z a-z 0-9 _ . : -',
+                quote_literal(left(queue_name, 60)), char_length(queue_name)
+            );
+    END IF;
+    IF coalesce(enqueue.priority, 0) NOT BETWEEN -32768 AND 32767 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'numeric_value_out_of_range', SCHEMA = 'pgworker', TABLE = 'jobs',
+            COLUMN = 'priority',
+            MESSAGE = format(
+                'pgworker.enqueue: priority %s is out of range: use -32768 to 32767',
+                enqueue.priority
+            );
+    END IF;
+    IF enqueue.max_attempts NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation', SCHEMA = 'pgworker', TABLE = 'jobs',
+            COLUMN = 'max_attempts', CONSTRAINT = 'jobs_max_attempts_range',
+            MESSAGE = format(
+                'pgworker.enqueue: max_attempts %s is out of range: use 1 to 1000 (or NULL for'
+                ' the task''s default)',
+                enqueue.max_attempts
+            );
+    END IF;
+    IF char_length(enqueue.dedup_key) NOT BETWEEN 1 AND 500 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation', SCHEMA = 'pgworker', TABLE = 'jobs',
+            COLUMN = 'dedup_key', CONSTRAINT = 'jobs_dedup_key_length',
+            MESSAGE = format(
+                'pgworker.enqueue: dedup_key of %s characters: use 1 to 500 (or NULL)',
+                char_length(enqueue.dedup_key)
+            );
+    END IF;
+    IF NOT isfinite(due) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value', SCHEMA = 'pgworker', TABLE = 'jobs',
+            COLUMN = 'run_after',
+            MESSAGE = format('pgworker.enqueue: run_after must be a finite time, not %s', due);
+    END IF;
+
+    IF enqueue.dedup_key IS NULL THEN
+        INSERT INTO pgworker.jobs (task, payload, queue, priority, run_after, max_attempts)
+        VALUES (
+            enqueue.task,
+            coalesce(enqueue.payload, '{}'::jsonb),
+            queue_name,
+            coalesce(enqueue.priority, 0),
+            due,
+            enqueue.max_attempts
+        )
+        RETURNING id INTO job_id;
+    ELSE
+        INSERT INTO pgworker.jobs
+            (task, payload, queue, priority, run_after, max_attempts, dedup_key)
+        VALUES (
+            enqueue.task,
+            coalesce(enqueue.payload, '{}'::jsonb),
+            queue_name,
+            coalesce(enqueue.priority, 0),
+            due,
+            enqueue.max_attempts,
+            enqueue.dedup_key
+        )
+        ON CONFLICT (dedup_key)
+            WHERE dedup_key IS NOT NULL AND status IN ('pending', 'processing')
+        DO NOTHING
+        RETURNING id INTO job_id;
+    END IF;
+    RETURN job_id;
+END
 $function$;
--- comment: Enqueue one job; returns its id, or NULL when a live job already has this dedup_key
+-- privileges: <owner>=X/<owner>
+-- comment: Enqueue one job; returns its id, or NULL when a live job already has this dedup_key. SECURITY DEFINER: grant EXECUTE to application roles (pgworker migrate --grant-enqueue)
 
 CREATE OR REPLACE FUNCTION pgworker.notify_jobs()
  RETURNS trigger

@@ -25,6 +25,8 @@ import psycopg.conninfo
 import pytest
 from psycopg import sql
 
+from support import Roles
+
 RUN_ID = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
 _clone_numbers = itertools.count(1)
 
@@ -144,3 +146,32 @@ def conn(dsn: str) -> Iterator[psycopg.Connection[Any]]:
     """An autocommit connection to this test's database."""
     with psycopg.connect(dsn, autocommit=True) as connection:
         yield connection
+
+
+@pytest.fixture
+def roles(pg_server: Server, dsn: str) -> Iterator[Roles]:
+    """A worker, an enqueue and a readonly role (no privileges yet), dropped after the test.
+
+    Roles are cluster-wide: each name carries the run id and a per-test number.
+    """
+    prefix = f"pgwt_{RUN_ID}_{next(_clone_numbers)}"
+    made = Roles(f"{prefix}_worker", f"{prefix}_enqueue", f"{prefix}_readonly", dsn)
+    names = [made.worker, made.enqueue, made.readonly]
+    for name in names:
+        pg_server.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+    try:
+        yield made
+    finally:
+        listed = sql.SQL(", ").join(map(sql.Identifier, names))
+        with psycopg.connect(dsn, autocommit=True) as owner:
+            owner.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(listed))
+            owner.execute(sql.SQL("DROP OWNED BY {}").format(listed))
+        for name in names:
+            pg_server.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def granted(roles: Roles) -> Roles:
+    """`roles`, each granted its pgworker privileges in this test's database."""
+    roles.grant_all()
+    return roles

@@ -8,9 +8,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
+import psycopg.conninfo
 from psycopg import sql
 
 T = TypeVar("T")
@@ -137,3 +139,29 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@dataclass(frozen=True)
+class Roles:
+    """Three LOGIN roles of this test, named after the run, and DSNs that connect as them."""
+
+    worker: str
+    enqueue: str
+    readonly: str
+    owner_dsn: str
+
+    def dsn(self, role: str, **params: str) -> str:
+        """The test database's DSN as `role` (trust auth: no password is checked)."""
+        return psycopg.conninfo.make_conninfo(self.owner_dsn, user=role, **params)
+
+    def connect(self, role: str) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.dsn(role), autocommit=True)
+
+    def grant_all(self) -> None:
+        from pgworker.roles import grant
+
+        with psycopg.connect(self.owner_dsn, autocommit=True) as owner:
+            grant(
+                owner,
+                [("worker", self.worker), ("enqueue", self.enqueue), ("readonly", self.readonly)],
+            )

@@ -101,16 +101,15 @@ class Client:
             "task": check_name("task", task),
             "payload": encode_payload(payload),
             "queue": check_name("queue", queue),
-            "priority": priority,
+            "priority": _priority(priority),
             "run_after": run_after,
             "delay": _delay(run_after, delay),
             "max_attempts": max_attempts,
-            "dedup_key": dedup_key,
+            "dedup_key": _dedup_key(dedup_key),
         }
-        statement = queries.INSERT_JOB if dedup_key is None else queries.INSERT_UNIQUE_JOB
         with self._connection(conn) as connection, _refusals():
-            row = connection.execute(statement, params).fetchone()
-        return int(row[0]) if row else None
+            row = connection.execute(queries.ENQUEUE_JOB, params).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
 
     def enqueue_many(
         self,
@@ -130,6 +129,7 @@ class Client:
         """
         check_name("task", task)
         check_name("queue", queue)
+        _priority(priority)
         seconds = _delay(run_after, delay)
         max_text = "\\N" if max_attempts is None else str(int(max_attempts))
         prefix = f"{task}\t{queue}\t"
@@ -189,11 +189,38 @@ def _delay(run_after: datetime | None, delay: float | None) -> float:
     return float(delay or 0.0)
 
 
+def _priority(priority: int) -> int:
+    # The column is a smallint; the SQL function says the same, but COPY would not.
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise ValueError(f"priority must be an int, not {type(priority).__name__}")
+    if not -32768 <= priority <= 32767:
+        raise ValueError(f"priority {priority} is out of range: use -32768 to 32767")
+    return priority
+
+
+def _dedup_key(dedup_key: str | None) -> str | None:
+    # Any text is a fine key (it is bound, never interpreted); only its length is checked, by
+    # jobs_dedup_key_length. NUL is the one character PostgreSQL text cannot hold.
+    if dedup_key is None:
+        return None
+    if not isinstance(dedup_key, str):
+        raise ValueError(f"dedup_key must be a str, not {type(dedup_key).__name__}")
+    if "\x00" in dedup_key:
+        raise ValueError("dedup_key contains a NUL character, which PostgreSQL cannot store")
+    return dedup_key
+
+
 @contextmanager
 def _refusals() -> Iterator[None]:
-    """Turn the schema's CHECK refusals into ValueError naming the constraint."""
+    """Turn the schema's refusals (CHECKs, pgworker.enqueue()'s checks) into ValueError."""
     try:
         yield
     except psycopg.errors.CheckViolation as exc:
         name = exc.diag.constraint_name or "a CHECK constraint"
         raise ValueError(f"job refused by {name}: {describe_error(exc)}") from exc
+    except (
+        psycopg.errors.NumericValueOutOfRange,
+        psycopg.errors.InvalidParameterValue,
+        psycopg.errors.NotNullViolation,
+    ) as exc:
+        raise ValueError(f"job refused: {describe_error(exc)}") from exc

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+from urllib.parse import quote
 
 import psycopg.conninfo
 
@@ -83,8 +84,18 @@ _PARAM_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", 
 
 def mask_dsn(dsn: str) -> str:
     """The DSN in the form it was given, its password replaced by ****: safe to print."""
-    masked = _URI_PASSWORD.sub(r"\1****@", dsn)
-    return _PARAM_PASSWORD.sub(r"\1****", masked)
+    masked = _PARAM_PASSWORD.sub(r"\1****", _URI_PASSWORD.sub(r"\1****@", dsn))
+    # Whatever form the patterns missed, the password libpq would use must not be left in.
+    # Below 4 characters the search would mangle the rest of the text (a password "p" is in
+    # "postgresql"); the patterns alone cover those.
+    try:
+        password = str(psycopg.conninfo.conninfo_to_dict(dsn).get("password") or "")
+    except psycopg.ProgrammingError:
+        return masked
+    if len(password) >= 4:
+        for form in {password, quote(password, safe="")}:
+            masked = masked.replace(form, "****")
+    return masked
 
 
 def database_dsn(flag: str | None = None, environ: Mapping[str, str] | None = None) -> str:
@@ -134,6 +145,7 @@ class WorkerConfig:
     rescue_interval: float = DEFAULT_RESCUE_INTERVAL
     stale_after: float = DEFAULT_STALE_AFTER
     db_timeout: float = DEFAULT_DB_TIMEOUT
+    log_payloads: bool = False  # job log lines carry the payload (it may hold secrets)
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:

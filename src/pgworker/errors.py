@@ -4,6 +4,7 @@ PgworkerError                 base of every error pgworker raises on purpose
 ├── ConfigError               a bad flag, environment variable, DSN or --app
 ├── DatabaseUnavailable       the server cannot be reached or refused us
 ├── SchemaError               the schema is missing or not at the expected revision
+├── PermissionDenied          the database role lacks a privilege the action needs
 ├── EmbeddedServerError       the embedded PostgreSQL could not start
 └── UnknownTask               a job names a task the registry does not hold
 
@@ -29,6 +30,10 @@ class DatabaseUnavailable(PgworkerError):
 
 class SchemaError(PgworkerError):
     """The pgworker schema is missing or not at the revision this version needs."""
+
+
+class PermissionDenied(PgworkerError):
+    """The database role lacks a privilege the action needs (e.g. migrate as the worker role)."""
 
 
 class EmbeddedServerError(PgworkerError):

@@ -14,6 +14,7 @@ from typing import Any, Final
 from pgworker.completer import Completer, Ending
 from pgworker.context import JobContext
 from pgworker.errors import PermanentError, RetryLater
+from pgworker.redaction import Redactor, redact_text
 from pgworker.tasks import Task, TaskRegistry
 
 log = logging.getLogger("pgworker.worker")
@@ -29,7 +30,12 @@ MAX_SUMMARY_CHARS: Final = 1000
 MAX_TRACEBACK_CHARS: Final = 3000
 MAX_MAX_ATTEMPTS: Final = 1000
 
-Redactor = Callable[[str], str]
+# Payload text in a job log line (--log-payloads) is cut here.
+MAX_LOGGED_PAYLOAD_CHARS: Final = 2000
+
+# A running attempt: (job_id, attempt, worker_id, task, queue, max_attempts, started,
+# payload as JSON text).
+Running = tuple[int, int, str, Task, str, int, float, str]
 
 
 def describe_failure(exc: BaseException, redact: Redactor | None = None) -> tuple[str, str]:
@@ -47,7 +53,7 @@ def describe_failure(exc: BaseException, redact: Redactor | None = None) -> tupl
         frames = "..." + frames[-MAX_TRACEBACK_CHARS:]
     detail = f"{summary}\nTraceback (most recent call last):\n{frames}" if frames else summary
     if redact is not None:
-        summary, detail = redact(summary), redact(detail)
+        summary, detail = redact_text(redact, summary), redact_text(redact, detail)
     return storable(summary), storable(detail)
 
 
@@ -70,12 +76,11 @@ class Slot:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.cancelled = threading.Event()
-        # (job_id, attempt, worker_id, task, queue, max_attempts, started) while running.
-        self.job: tuple[int, int, str, Task, str, int, float] | None = None
+        self.job: Running | None = None
         self.deadline = 0.0
         self.timed_out = False
 
-    def begin(self, job: tuple[int, int, str, Task, str, int, float], deadline: float) -> None:
+    def begin(self, job: Running, deadline: float) -> None:
         with self.lock:
             self.job = job
             self.deadline = deadline
@@ -89,7 +94,7 @@ class Slot:
             self.timed_out = False
         return mine
 
-    def take_over(self) -> tuple[int, int, str, Task, str, int, float] | None:
+    def take_over(self) -> Running | None:
         """Claim the running attempt's outcome (timeout, shutdown); None if nothing to take."""
         with self.lock:
             if self.job is None or self.timed_out:
@@ -114,6 +119,7 @@ class Executor:
         prefetch: int,
         wake: threading.Event,
         redact: Redactor | None = None,
+        log_payloads: bool = False,
         on_job_end: Callable[[str, str, str, float], None] | None = None,
     ) -> None:
         self._registry = registry
@@ -122,6 +128,7 @@ class Executor:
         self.prefetch = prefetch
         self._wake = wake
         self._redact = redact
+        self._log_payloads = log_payloads  # off: no log line carries a payload
         self._on_job_end = on_job_end  # metrics: (task, queue, status, seconds)
         self._buffer: queue.SimpleQueue[tuple[Row, str] | None] = queue.SimpleQueue()
         self._slots = [Slot() for _ in range(concurrency)]
@@ -260,7 +267,9 @@ class Executor:
             cancelled=cancelled,
             worker_id=worker_id,
         )
-        slot.begin((job_id, attempt, worker_id, task, queue_name, limit, started), deadline)
+        slot.begin(
+            (job_id, attempt, worker_id, task, queue_name, limit, started, payload_text), deadline
+        )
         error: BaseException | None = None
         try:
             task.handler(ctx, payload)
@@ -270,7 +279,11 @@ class Executor:
         if not slot.end():
             log.info(
                 "handler returned after its attempt was recorded (timeout or shutdown)",
-                extra={**ctx.fields(), "duration_ms": round(duration * 1000, 3)},
+                extra={
+                    **ctx.fields(),
+                    "duration_ms": round(duration * 1000, 3),
+                    "payload": self._loggable(payload_text),
+                },
             )
             return
         average = self._avg_duration
@@ -284,7 +297,9 @@ class Executor:
             if self._on_job_end is not None:
                 self._on_job_end(task_name, queue_name, "succeeded", duration)
             return
-        self._record_failure(error, job_id, attempt, worker_id, task, queue_name, limit, duration)
+        self._record_failure(
+            error, job_id, attempt, worker_id, task, queue_name, limit, duration, payload_text
+        )
 
     def _record_failure(
         self,
@@ -296,8 +311,9 @@ class Executor:
         queue_name: str,
         limit: int,
         duration: float,
+        payload_text: str,
     ) -> None:
-        row: Row = (job_id, task.name, queue_name, attempt, limit, "")
+        row: Row = (job_id, task.name, queue_name, attempt, limit, payload_text)
         submit = self._completer.submit
         if isinstance(error, RetryLater):
             # One more attempt instead of a refund: attempts only grow, so the fence on
@@ -340,7 +356,7 @@ class Executor:
 
     def _fail_now(self, row: Row, worker_id: str, reason: str, why: str) -> None:
         """Fail a job without running it, and without retries (unknown task, bad payload)."""
-        text = storable(self._redact(reason) if self._redact else reason)
+        text = storable(redact_text(self._redact, reason))
         self._completer.submit(
             Ending(row[0], row[3], worker_id, "failed", error=text, summary=text)
         )
@@ -371,8 +387,17 @@ class Executor:
             "status": status,
             "error": error,
             "delay_s": None if delay is None else round(delay, 3),
+            "payload": self._loggable(row[5]),
         }
         log.log(level, message, extra=fields)
+
+    def _loggable(self, payload_text: str) -> str | None:
+        """The payload for a job log line: None (left out) unless --log-payloads."""
+        if not self._log_payloads:
+            return None
+        if len(payload_text) > MAX_LOGGED_PAYLOAD_CHARS:
+            return payload_text[:MAX_LOGGED_PAYLOAD_CHARS] + "... (truncated)"
+        return payload_text
 
     # --- watchdog, shutdown -----------------------------------------------------------------
 
@@ -387,15 +412,16 @@ class Executor:
             if job is None:
                 continue
             slot.cancelled.set()
-            job_id, attempt, worker_id, task, queue_name, limit, started = job
+            job_id, attempt, worker_id, task, queue_name, limit, started, payload_text = job
             error = TimeoutError(f"timed out after {task.timeout:g} s")
             average = self._avg_duration
             self._avg_duration = (
                 task.timeout if average is None else average + 0.2 * (task.timeout - average)
             )
             self._record_failure(
-                error, job_id, attempt, worker_id, task, queue_name, limit, now - started
-            )
+                error, job_id, attempt, worker_id, task, queue_name, limit, now - started,
+                payload_text,
+            )  # fmt: skip
             count += 1
         if count:
             # With every thread stuck in a handler that overran, buffered jobs would wait as
@@ -466,7 +492,7 @@ class Executor:
             if job is None:
                 continue
             slot.cancelled.set()
-            job_id, attempt, worker_id, _task, _queue, _limit, _started = job
+            job_id, attempt, worker_id = job[:3]
             self._completer.submit(
                 Ending(
                     job_id, attempt, worker_id, "pending", refund=1, error=reason, summary=reason

@@ -20,6 +20,7 @@ FIELDS: Final = (
     "delay_s",
     "count",
     "error",
+    "payload",  # only with --log-payloads
 )
 LEVELS: Final = ("debug", "info", "warning", "error")
 

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 import psycopg
 
 from pgworker.db import connect
-from pgworker.errors import SchemaError
+from pgworker.errors import PermissionDenied, SchemaError
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
 
 SCHEMA: Final = "pgworker"
 # The revision this version of pgworker runs against; tests pin it to alembic's head.
-SCHEMA_REVISION: Final = "0002"
+SCHEMA_REVISION: Final = "0003"
 
 
 def script_location() -> str:
@@ -58,6 +58,37 @@ def require_schema(conn: psycopg.Connection[Any]) -> None:
     )
 
 
+def check_can_migrate(conn: psycopg.Connection[Any]) -> None:
+    """Raise PermissionDenied unless this role can run migrations: DDL needs the schema's owner.
+
+    Checked before alembic starts, so the worker or enqueue role gets one clear line instead
+    of whichever statement would have failed first.
+    """
+    row = conn.execute(
+        """
+        SELECT current_user::text,
+               n.nspowner::regrole::text,
+               pg_has_role(current_user, n.nspowner, 'USAGE'),
+               has_database_privilege(current_database(), 'CREATE')
+        FROM (SELECT 1) AS one
+        LEFT JOIN pg_catalog.pg_namespace AS n ON n.nspname = %s
+        """,
+        (SCHEMA,),
+    ).fetchone()
+    assert row is not None
+    user, owner, is_owner, can_create = row
+    if owner is None and not can_create:
+        raise PermissionDenied(
+            f"pgworker migrate needs CREATE on this database to create schema {SCHEMA}:"
+            f" role {user!r} lacks it (run it as the role that should own the schema)"
+        )
+    if owner is not None and not is_owner:
+        raise PermissionDenied(
+            f"pgworker migrate runs DDL and must connect as {owner!r}, the owner of schema"
+            f" {SCHEMA} (or a member of it); role {user!r} is not"
+        )
+
+
 def _config(output: TextIO | None = None) -> AlembicConfig:
     from alembic.config import Config
 
@@ -78,6 +109,7 @@ def head_revision() -> str:
 @contextmanager
 def _alembic_connection(dsn: str) -> Iterator[Any]:
     from sqlalchemy import create_engine
+    from sqlalchemy.exc import DBAPIError
     from sqlalchemy.pool import NullPool
 
     # The engine gets its connection from psycopg itself, so any DSN libpq accepts works
@@ -88,6 +120,12 @@ def _alembic_connection(dsn: str) -> Iterator[Any]:
         with engine.connect() as connection:
             yield connection
             connection.commit()
+    except DBAPIError as exc:
+        # SQLAlchemy wraps the driver's error in one that prints the SQL and a URL; the
+        # CLI turns psycopg's own errors into one line.
+        if isinstance(exc.orig, psycopg.Error):
+            raise exc.orig from None
+        raise
     finally:
         engine.dispose()
         conn.close()
@@ -98,6 +136,7 @@ def upgrade(dsn: str, revision: str = "head") -> tuple[str | None, str | None]:
     from alembic import command
 
     with connect(dsn, application_name="pgworker:migrate") as conn:
+        check_can_migrate(conn)
         before = current_revision(conn)
     with _alembic_connection(dsn) as connection:
         config = _config()
@@ -112,6 +151,7 @@ def downgrade(dsn: str, revision: str) -> tuple[str | None, str | None]:
     from alembic import command
 
     with connect(dsn, application_name="pgworker:migrate") as conn:
+        check_can_migrate(conn)
         before = current_revision(conn)
     with _alembic_connection(dsn) as connection:
         config = _config()

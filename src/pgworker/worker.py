@@ -19,11 +19,12 @@ from pgworker import queries
 from pgworker.completer import Completer, Ending
 from pgworker.config import WorkerConfig
 from pgworker.db import Backoff, DedicatedConnection, describe_error
-from pgworker.executor import MAX_MAX_ATTEMPTS, Executor, Redactor, Row
+from pgworker.executor import MAX_MAX_ATTEMPTS, Executor, Row
 from pgworker.logs import database_trouble
 from pgworker.maintenance import Heartbeat, Maintenance, Rescuer, Watchdog
 from pgworker.migrate import require_schema
 from pgworker.notifier import Notifier
+from pgworker.redaction import Redactor
 from pgworker.tasks import TaskRegistry
 
 log = logging.getLogger("pgworker.worker")
@@ -53,7 +54,11 @@ def claim_size_below(wanted: int) -> int:
 
 
 class Worker:
-    """Claims due jobs of its queues and runs them with the registry's handlers until stopped."""
+    """Claims due jobs of its queues and runs them with the registry's handlers until stopped.
+
+    `redact`, a `str -> str` function, rewrites every error text before it is stored in
+    `last_error` and `errors` or logged (see pgworker.redaction).
+    """
 
     def __init__(
         self,
@@ -94,6 +99,7 @@ class Worker:
             prefetch=self.config.effective_prefetch,
             wake=self._wake,
             redact=redact,
+            log_payloads=self.config.log_payloads,
             on_job_end=metrics.job_ended if metrics is not None else None,
         )
         self.executor.worker_id = self.worker_id

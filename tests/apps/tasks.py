@@ -110,3 +110,9 @@ def huge_error(ctx: JobContext, payload: Any) -> None:
 @registry.task("exits")
 def exits(ctx: JobContext, payload: Any) -> None:
     raise SystemExit(3)
+
+
+@registry.task("leaky", max_attempts=1)
+def leaky(ctx: JobContext, payload: Any) -> None:
+    """Fail with a message that quotes a secret from the payload (for the redaction hook)."""
+    raise RuntimeError(f"upstream refused token={payload.get('token')}")

@@ -117,6 +117,15 @@ def test_invalid_dsn_exits_2(run_cli: Run) -> None:
     assert "canary-pw-92" not in result.stderr
 
 
+def test_a_failing_migration_is_one_line(run_cli: Run, empty_db: str) -> None:
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA pgworker")
+        conn.execute("CREATE TABLE pgworker.jobs (squatter int)")
+    result = run_cli("migrate", "--dsn", empty_db)
+    assert result.returncode == 1
+    assert 'relation "jobs" already exists' in _one_line_error(result)
+
+
 def test_missing_schema_says_to_migrate(run_cli: Run, empty_db: str) -> None:
     result = run_cli("enqueue", "t", env={"PGWORKER_DSN": empty_db})
     assert result.returncode == 1

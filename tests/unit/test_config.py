@@ -49,6 +49,13 @@ def test_invalid_dsn_is_refused_without_echoing_it() -> None:
         ("host=h password=s3cret user=u", "host=h password=**** user=u"),
         ("host=h password='s3 cr\\'et' user=u", "host=h password=**** user=u"),
         ("postgresql://postgres@/pgworker?host=/tmp/x", "postgresql://postgres@/pgworker?host=/tmp/x"),
+        ("postgresql://u:pa:ss@h/db", "postgresql://u:****@h/db"),
+        ("postgresql://:s3cret@h/db", "postgresql://:****@h/db"),
+        ("postgresql://u:p%40ss%2Fw@h/db", "postgresql://u:****@h/db"),
+        ("postgresql://u:s3cret@h1:5432,h2:5433/db", "postgresql://u:****@h1:5432,h2:5433/db"),
+        # The password used again elsewhere in the DSN is masked there too.
+        ("postgresql://u:s3cret@h/db?application_name=s3cret",
+         "postgresql://u:****@h/db?application_name=****"),
     ],
 )  # fmt: skip
 def test_mask_dsn_hides_the_password_only(dsn: str, masked: str) -> None:

@@ -26,10 +26,17 @@ def main(argv: list[str] | None = None) -> None:
         code = _error(str(exc), 2)
     except PgworkerError as exc:
         code = _error(str(exc), 1)
-    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction) as exc:
+    except (
+        psycopg.errors.UndefinedTable,
+        psycopg.errors.UndefinedFunction,
+        psycopg.errors.InvalidSchemaName,  # pgworker.enqueue() before the schema exists
+    ) as exc:
         missing = "pgworker" in str(exc)
         message = "the pgworker schema is not installed: run `pgworker migrate`"
         code = _error(message if missing else describe_error(exc), 1)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        message = f"{describe_error(exc)}: the database role lacks a privilege for this command"
+        code = _error(message + " (see Security in the README)", 1)
     except psycopg.Error as exc:
         code = _error(describe_error(exc), 1)
     except KeyboardInterrupt:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -20,6 +20,15 @@ embedded_app = typer.Typer(help="Manage the embedded PostgreSQL used when no DSN
 app.add_typer(embedded_app, name="embedded")
 
 
+def _grant_option(kind: str, what: str) -> Any:
+    return typer.Option(
+        f"--grant-{kind}",
+        metavar="ROLE",
+        help=f"After migrating, grant ROLE {what} (repeatable; the role must exist).",
+        show_default=False,
+    )
+
+
 @migrate_app.callback()
 def migrate(
     ctx: typer.Context,
@@ -28,25 +37,59 @@ def migrate(
     ] = False,
     sql: Annotated[
         bool,
-        typer.Option("--sql", help="Print the SQL of a full upgrade instead of running it."),
+        typer.Option(
+            "--sql", help="Print the SQL of a full upgrade (and the grants) instead of running it."
+        ),
     ] = False,
+    grant_worker: Annotated[
+        list[str] | None,
+        _grant_option("worker", "what `pgworker work` needs: claim, finish, prune; no DDL"),
+    ] = None,
+    grant_enqueue: Annotated[
+        list[str] | None,
+        _grant_option(
+            "enqueue", "what applications need: INSERT of a job's own columns, pgworker.enqueue()"
+        ),
+    ] = None,
+    grant_readonly: Annotated[
+        list[str] | None,
+        _grant_option("readonly", "read access for dashboards, payloads excepted"),
+    ] = None,
     dsn: DsnOption = None,
 ) -> None:
-    """Create or upgrade the pgworker schema to head (safe to run again, and concurrently)."""
+    """Create or upgrade the pgworker schema to head (safe to run again, and concurrently).
+
+    Run it as the role that owns (or will own) the schema. --grant-worker, --grant-enqueue
+    and --grant-readonly then grant other roles what they need and nothing more.
+    """
     if ctx.invoked_subcommand is not None:
         return
     from pgworker import migrate as schema
+    from pgworker import roles
+    from pgworker.db import connect
 
+    grants = [
+        (kind, role)
+        for kind, given in (
+            ("worker", grant_worker),
+            ("enqueue", grant_enqueue),
+            ("readonly", grant_readonly),
+        )
+        for role in given or ()
+    ]
+    for _, role in grants:
+        roles.check_role_name(role)  # before anything runs: a typo changes nothing
     if sql:
         if check:
             fail("--sql and --check cannot be combined", 2)
         typer.echo(schema.migration_sql("head"), nl=False)
+        typer.echo(roles.grant_sql(grants), nl=False)
         return
+    if check and grants:
+        fail("--check and --grant-* cannot be combined", 2)
     target = dsn_from(dsn)
     head = schema.head_revision()
     if check:
-        from pgworker.db import connect
-
         with connect(target, application_name="pgworker:migrate") as conn:
             current = schema.current_revision(conn)
         if current == head:
@@ -54,11 +97,19 @@ def migrate(
             return
         state = "not installed" if current is None else f"at {current}"
         fail(f"pgworker schema is {state}, head is {head}: run `pgworker migrate`", 1)
+    if grants:
+        with connect(target, application_name="pgworker:migrate") as conn:
+            roles.require_roles(conn, [role for _, role in grants])
     before, after = schema.upgrade(target)
     if before == after:
         typer.echo(f"pgworker schema already at head ({after})")
     else:
         typer.echo(f"pgworker schema upgraded: {before or 'none'} -> {after} (head)")
+    if grants:
+        with connect(target, application_name="pgworker:migrate") as conn:
+            roles.grant(conn, grants)
+        for kind, role in grants:
+            typer.echo(f"granted the {kind} privileges to role {role}")
 
 
 @migrate_app.command("downgrade")

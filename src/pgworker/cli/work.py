@@ -95,6 +95,23 @@ def work(
     ] = DEFAULT_DB_TIMEOUT,
     log_format: Annotated[str, _opt("--log-format", "text or json.")] = "text",
     log_level: Annotated[str, _opt("--log-level", "debug, info, warning or error.")] = "info",
+    log_payloads: Annotated[
+        bool,
+        _opt(
+            "--log-payloads",
+            "Add each job's payload (cut at 2,000 characters) to its log lines. Off by default:"
+            " payloads may hold personal data or secrets.",
+        ),
+    ] = False,
+    redact: Annotated[
+        str | None,
+        _opt(
+            "--redact",
+            "MODULE:FUNCTION, a str -> str function that rewrites error text before it is"
+            " stored (last_error, errors) or logged.",
+            show_default=False,
+        ),
+    ] = None,
     dsn: DsnOption = None,
 ) -> None:
     """Run a worker: claim due jobs of the queues and run them with your task handlers.
@@ -104,6 +121,7 @@ def work(
     """
     from pgworker.errors import ConfigError
     from pgworker.logs import configure_logging
+    from pgworker.redaction import load_redactor
     from pgworker.tasks import load_registry
     from pgworker.worker import Worker
 
@@ -122,7 +140,9 @@ def work(
         rescue_interval=rescue_interval,
         stale_after=stale_after,
         db_timeout=db_timeout,
+        log_payloads=log_payloads,
     )
     registry = load_registry(app_spec)
-    worker = Worker(registry, dsn_from(dsn), config)
+    redactor = load_redactor(redact) if redact else None
+    worker = Worker(registry, dsn_from(dsn), config, redact=redactor)
     raise typer.Exit(worker.run(install_signals=True))
