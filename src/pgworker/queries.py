@@ -80,27 +80,63 @@ WHERE id = %(id)s
 
 # --- the claim -----------------------------------------------------------------------------
 
-# Claims up to {limit} due jobs of one queue, in claim order, for one worker.
-# Walks jobs_claim_idx (queue, priority, run_after, id) WHERE status = 'pending' and stops
-# after {limit} rows; rows another claim has locked are skipped, never waited for. Row locks
-# last only for this statement: nothing is held while handlers run.
+# Claims up to {limit} due jobs of one queue, in claim order (priority, run_after, id), for
+# one worker. Row locks last only for this statement: nothing is held while handlers run;
+# rows another claim has locked are skipped, never waited for.
+#
+# jobs_claim_idx is (queue, priority, run_after, id) WHERE status = 'pending'. Within one
+# priority the due rows come first, so each priority is one short range scan that stops at
+# LIMIT or at the first future row. The recursive CTE walks the distinct priorities (one
+# index probe each, and only as far as the LIMIT needs): a plain scan over the queue read
+# every future row of a priority before reaching the next, so an idle claim over 100k
+# scheduled jobs took 6 ms and 606 buffers, against 0.4 ms and 14 buffers this way.
+#
 # {limit} is a literal, never a parameter: under a generic plan a parameter LIMIT turned the
 # claim into a full scan (3k jobs/s). Callers pick one of CLAIM_SIZES so each connection
-# prepares a handful of statements. The EXISTS (one primary key probe per claim) keeps a
-# worker that was declared dead from claiming under its old id; the NOT EXISTS honours
-# `pgworker queues pause` at the next claim.
+# prepares a handful of statements. The EXISTS (one primary key probe) keeps a worker that
+# was declared dead from claiming under its old id; the NOT EXISTS honours
+# `pgworker queues pause` at the next claim. Both are one-time filters.
 CLAIM_JOBS_TEMPLATE: Final[LiteralString] = """
-WITH next AS (
-    SELECT id
-    FROM pgworker.jobs
-    WHERE status = 'pending'
-      AND queue = %(queue)s
-      AND run_after <= now()
+WITH RECURSIVE priorities (priority) AS (
+    (
+        SELECT priority
+        FROM pgworker.jobs
+        WHERE status = 'pending'
+          AND queue = %(queue)s
+        ORDER BY priority
+        LIMIT 1
+    )
+    UNION ALL
+    SELECT (
+        SELECT j.priority
+        FROM pgworker.jobs AS j
+        WHERE j.status = 'pending'
+          AND j.queue = %(queue)s
+          AND j.priority > p.priority
+        ORDER BY j.priority
+        LIMIT 1
+    )
+    FROM priorities AS p
+    WHERE p.priority IS NOT NULL
+),
+next AS (
+    SELECT due.id
+    FROM priorities AS p
+    CROSS JOIN LATERAL (
+        SELECT id
+        FROM pgworker.jobs
+        WHERE status = 'pending'
+          AND queue = %(queue)s
+          AND priority = p.priority
+          AND run_after <= now()
+        ORDER BY run_after, id
+        LIMIT {limit}
+        FOR UPDATE SKIP LOCKED
+    ) AS due
+    WHERE p.priority IS NOT NULL
       AND EXISTS (SELECT 1 FROM pgworker.workers WHERE id = %(worker_id)s)
       AND NOT EXISTS (SELECT 1 FROM pgworker.queues WHERE name = %(queue)s AND paused)
-    ORDER BY priority, run_after, id
     LIMIT {limit}
-    FOR UPDATE SKIP LOCKED
 )
 UPDATE pgworker.jobs AS j
 SET status = 'processing',
@@ -112,27 +148,56 @@ WHERE j.id = next.id
 RETURNING j.id, j.task, j.queue, j.attempts, j.max_attempts, j.payload::text
 """
 
-# The claim for several queues in one round trip: one index walk per queue (a LATERAL),
-# never `queue = ANY(...)`, which made PostgreSQL 15 sort the whole backlog (12x slower).
+# The claim for several queues in one round trip: the same walk over every (queue, priority)
+# of the served, unpaused queues, never `queue = ANY(...)`, which made PostgreSQL 15 sort the
+# whole backlog (12x slower). The final ORDER BY keeps the claim order across queues, at the
+# cost of locking up to {limit} rows per (queue, priority) for the statement's duration.
 CLAIM_JOBS_MULTI_TEMPLATE: Final[LiteralString] = """
-WITH next AS (
-    SELECT candidate.id
-    FROM unnest(%(queues)s::text[]) AS served(queue)
+WITH RECURSIVE keys (queue, priority) AS (
+    SELECT served.queue,
+           (
+               SELECT j.priority
+               FROM pgworker.jobs AS j
+               WHERE j.status = 'pending'
+                 AND j.queue = served.queue
+               ORDER BY j.priority
+               LIMIT 1
+           )
+    FROM unnest(%(queues)s::text[]) AS served (queue)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM pgworker.queues AS q WHERE q.name = served.queue AND q.paused
+    )
+    UNION ALL
+    SELECT k.queue,
+           (
+               SELECT j.priority
+               FROM pgworker.jobs AS j
+               WHERE j.status = 'pending'
+                 AND j.queue = k.queue
+                 AND j.priority > k.priority
+               ORDER BY j.priority
+               LIMIT 1
+           )
+    FROM keys AS k
+    WHERE k.priority IS NOT NULL
+),
+next AS (
+    SELECT due.id
+    FROM keys AS k
     CROSS JOIN LATERAL (
         SELECT id, priority, run_after
         FROM pgworker.jobs
         WHERE status = 'pending'
-          AND queue = served.queue
+          AND queue = k.queue
+          AND priority = k.priority
           AND run_after <= now()
-        ORDER BY priority, run_after, id
+        ORDER BY run_after, id
         LIMIT {limit}
         FOR UPDATE SKIP LOCKED
-    ) AS candidate
-    WHERE EXISTS (SELECT 1 FROM pgworker.workers WHERE id = %(worker_id)s)
-      AND NOT EXISTS (
-          SELECT 1 FROM pgworker.queues AS q WHERE q.name = served.queue AND q.paused
-      )
-    ORDER BY candidate.priority, candidate.run_after, candidate.id
+    ) AS due
+    WHERE k.priority IS NOT NULL
+      AND EXISTS (SELECT 1 FROM pgworker.workers WHERE id = %(worker_id)s)
+    ORDER BY due.priority, due.run_after, due.id
     LIMIT {limit}
 )
 UPDATE pgworker.jobs AS j
