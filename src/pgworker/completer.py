@@ -66,6 +66,8 @@ class Completer:
         self._stop = threading.Event()
         self._limiter = RateLimiter()
         self._retrying = False  # the last write failed: its outcome is unknown
+        self._count_lock = threading.Lock()
+        self._pending = 0
         self.written = 0
         self.fenced = 0
         # Test signal: called with (statement, expected rows, changed rows) on a fenced write.
@@ -73,6 +75,8 @@ class Completer:
 
     def submit(self, outcome: Outcome) -> None:
         """Queue one outcome for writing; called from handler threads."""
+        with self._count_lock:
+            self._pending += 1
         self._queue.put(outcome)
 
     def start(self) -> None:
@@ -97,8 +101,8 @@ class Completer:
 
     @property
     def pending(self) -> int:
-        """Outcomes not yet written (an estimate while the thread runs)."""
-        return len(self._held) + self._queue.qsize()
+        """Outcomes submitted and not yet written: their jobs are still 'processing'."""
+        return self._pending
 
     def _run(self) -> None:
         backoff = Backoff()
@@ -202,6 +206,8 @@ class Completer:
         self._written([e.job_id for e in batch])
 
     def _written(self, job_ids: list[int]) -> None:
+        with self._count_lock:
+            self._pending -= len(job_ids)
         if self._on_written is not None:
             self._on_written(job_ids)
 

@@ -95,7 +95,9 @@ WHERE id = %(id)s
 # claim into a full scan (3k jobs/s). Callers pick one of CLAIM_SIZES so each connection
 # prepares a handful of statements. The EXISTS (one primary key probe) keeps a worker that
 # was declared dead from claiming under its old id; the NOT EXISTS honours
-# `pgworker queues pause` at the next claim. Both are one-time filters.
+# `pgworker queues pause` at the next claim. Both are one-time filters. The UPDATE finds its
+# rows by ctid (a Tid Scan, stable while this statement holds the row locks): joined on id,
+# PostgreSQL 18 chose a hash join over a sequential scan of the whole table.
 CLAIM_JOBS_TEMPLATE: Final[LiteralString] = """
 WITH RECURSIVE priorities (priority) AS (
     (
@@ -120,10 +122,10 @@ WITH RECURSIVE priorities (priority) AS (
     WHERE p.priority IS NOT NULL
 ),
 next AS (
-    SELECT due.id
+    SELECT due.ctid
     FROM priorities AS p
     CROSS JOIN LATERAL (
-        SELECT id
+        SELECT ctid
         FROM pgworker.jobs
         WHERE status = 'pending'
           AND queue = %(queue)s
@@ -144,7 +146,7 @@ SET status = 'processing',
     started_at = now(),
     worker_id = %(worker_id)s
 FROM next
-WHERE j.id = next.id
+WHERE j.ctid = next.ctid
 RETURNING j.id, j.task, j.queue, j.attempts, j.max_attempts, j.payload::text
 """
 
@@ -182,10 +184,10 @@ WITH RECURSIVE keys (queue, priority) AS (
     WHERE k.priority IS NOT NULL
 ),
 next AS (
-    SELECT due.id
+    SELECT due.ctid
     FROM keys AS k
     CROSS JOIN LATERAL (
-        SELECT id, priority, run_after
+        SELECT ctid, id, priority, run_after
         FROM pgworker.jobs
         WHERE status = 'pending'
           AND queue = k.queue
@@ -206,7 +208,7 @@ SET status = 'processing',
     started_at = now(),
     worker_id = %(worker_id)s
 FROM next
-WHERE j.id = next.id
+WHERE j.ctid = next.ctid
 RETURNING j.id, j.task, j.queue, j.attempts, j.max_attempts, j.payload::text
 """
 
