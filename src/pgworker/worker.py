@@ -87,7 +87,7 @@ class Worker:
 
         # Jobs this worker claimed whose outcome is not written yet: the claim thread adds,
         # the completer removes. Set operations are atomic under the GIL.
-        self._held: set[int] = set()
+        self._claimed_ids: set[int] = set()
         self._reconcile = False
         self.completer = Completer(
             dsn, application_name=self._application_name, on_written=self._on_written
@@ -218,6 +218,9 @@ class Worker:
 
     def _register(self) -> None:
         require_schema(self._claim_conn.get())
+        self._insert_worker_row()
+
+    def _insert_worker_row(self) -> None:
         self._claim_conn.execute(
             queries.REGISTER_WORKER,
             {
@@ -231,7 +234,7 @@ class Worker:
         )
 
     def _on_written(self, job_ids: list[int]) -> None:
-        self._held.difference_update(job_ids)
+        self._claimed_ids.difference_update(job_ids)
         self._wake.set()  # the claim loop may be waiting for room
 
     def _watch(self) -> int:
@@ -258,7 +261,7 @@ class Worker:
         this worker's id, unseen; the rescue never takes them, since this worker is alive.
         """
         rows = self._claim_conn.execute(queries.HELD_JOBS, {"id": self.worker_id}).fetchall()
-        lost = [row for row in rows if row[0] not in self._held]
+        lost = [row for row in rows if row[0] not in self._claimed_ids]
         for job_id, task_name, attempts, max_attempts in lost:
             task = self.registry.get(task_name)
             limit = max_attempts or (task.max_attempts if task else MAX_MAX_ATTEMPTS)
@@ -288,7 +291,7 @@ class Worker:
         old = self.worker_id
         self.worker_id = str(uuid.uuid4())
         self.executor.worker_id = self.worker_id
-        self._held.clear()  # what the old id held was rescued: not ours any more
+        self._claimed_ids.clear()  # what the old id held was rescued: not ours any more
         self._application_name = f"pgworker:{self.worker_id}"
         for connection in (
             self._claim_conn,
@@ -304,17 +307,7 @@ class Worker:
             " its jobs were rescued; continuing under a new worker id",
             extra={"worker_id": self.worker_id, "error": f"old worker id {old}"},
         )
-        self._claim_conn.execute(
-            queries.REGISTER_WORKER,
-            {
-                "id": self.worker_id,
-                "hostname": socket.gethostname(),
-                "pid": os.getpid(),
-                "queues": list(self.queues),
-                "tasks": self.registry.names(),
-                "concurrency": self.config.concurrency,
-            },
-        )
+        self._insert_worker_row()
 
     # --- the claim loop ---------------------------------------------------------------------
 
@@ -363,7 +356,7 @@ class Worker:
         """Claim up to `size` due jobs (one of CLAIM_SIZES) for this worker."""
         params = {**self._claim_params, "worker_id": self.worker_id}
         rows = cast(list[Row], self._claim_conn.execute(self._claims[size], params).fetchall())
-        self._held.update(row[0] for row in rows)
+        self._claimed_ids.update(row[0] for row in rows)
         self.claims += 1
         self.claimed += len(rows)
         if self._metrics is not None:
