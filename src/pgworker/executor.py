@@ -238,6 +238,8 @@ class Executor:
             # Rescued after its worker died during the last attempt: nothing left to run.
             submit(Ending(job_id, attempt, worker_id, "failed", refund=1))
             self._log_end(logging.WARNING, "job failed: attempts used up", row, None, "failed")
+            if self._on_job_end is not None:
+                self._on_job_end(task_name, queue_name, "failed", 0.0)
             return
         try:
             payload = json.loads(payload_text)
