@@ -9,6 +9,7 @@ import psycopg.errors
 import typer
 
 from pgworker.cli import (  # noqa: F401 - registers the commands
+    doctor,
     enqueue,
     jobs,
     prune,
