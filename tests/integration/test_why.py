@@ -8,8 +8,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgworker.admin import WHY_CODES, why_job
 from pgworker.errors import NotFound
+from pgworker.why import WHY_CODES, why_job
 from support import make_job, make_worker
 
 Conn = psycopg.Connection[Any]

@@ -32,11 +32,11 @@ def doctor_command(
     as_json: JsonOption = False,
     dsn: DsnOption = None,
 ) -> None:
-    """Check what can quietly break a queue: the schema, LISTEN/NOTIFY end to end, whatever
-    holds back vacuum, dead rows in jobs, the notification queue, the claim's plan, and jobs
-    no live worker can run. Exits 1 if any check warns.
+    """Check what can quietly break a queue; exit 1 if any check warns.
 
-    Run it with the workers' own DSN: a pooler in their path is what it must see.
+    The schema, LISTEN/NOTIFY end to end, whatever holds back vacuum, dead rows in jobs,
+    the notification queue, the claim's plan, and jobs no live worker can run. Run it with
+    the workers' own DSN: a pooler in their path is what it must see.
     """
     from pgworker.doctor import run_checks
 

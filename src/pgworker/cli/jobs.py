@@ -189,10 +189,10 @@ def retry_command(
         bool, typer.Option("--cancelled", help="Retry every cancelled job (of --task, --queue).")
     ] = False,
     task: Annotated[
-        str | None, typer.Option("--task", help="With --failed: this task only.")
+        str | None, typer.Option("--task", help="With --failed/--cancelled: this task only.")
     ] = None,
     queue: Annotated[
-        str | None, typer.Option("--queue", help="With --failed: this queue only.")
+        str | None, typer.Option("--queue", help="With --failed/--cancelled: this queue only.")
     ] = None,
     dsn: DsnOption = None,
 ) -> None:
@@ -238,8 +238,11 @@ def cancel_command(
     ],
     dsn: DsnOption = None,
 ) -> None:
-    """Cancel jobs: a pending job ends cancelled now; a running one has its handler's
-    ctx.cancelled set, through the database, and ends cancelled. All or none."""
+    """Cancel jobs, all or none: pending ones now, running ones cooperatively.
+
+    A running job's handler sees ctx.cancelled (set through the database), and the job
+    ends cancelled when it returns.
+    """
     from pgworker.admin import cancel_jobs
 
     with admin_connection(dsn) as conn:
@@ -261,7 +264,7 @@ def why_command(
     dsn: DsnOption = None,
 ) -> None:
     """Explain in one paragraph why a job is not running yet, or what it is doing."""
-    from pgworker.admin import why_job
+    from pgworker.why import why_job
 
     with admin_connection(dsn) as conn:
         why = why_job(conn, job_id, stale_after=stale_after)

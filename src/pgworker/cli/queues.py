@@ -26,8 +26,7 @@ def list_command(
     as_json: JsonOption = False,
     dsn: DsnOption = None,
 ) -> None:
-    """List queues: due, scheduled, processing and failed jobs, how long the oldest due job
-    has waited, and the live workers serving each."""
+    """List queues: jobs by state, the oldest due job's wait, the workers serving each."""
     from pgworker.queues import list_queues
 
     with admin_connection(dsn) as conn:
@@ -62,8 +61,10 @@ def pause_command(
     ] = False,
     dsn: DsnOption = None,
 ) -> None:
-    """Pause a queue: every worker stops claiming its jobs at its next poll. Running jobs
-    finish; new jobs wait until `queues resume`."""
+    """Pause a queue: every worker stops claiming its jobs at its next poll.
+
+    Running jobs finish; new jobs wait until `queues resume`.
+    """
     from pgworker.queues import pause_queue
 
     with admin_connection(dsn) as conn:

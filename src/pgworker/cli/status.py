@@ -16,8 +16,10 @@ def status_command(
     as_json: JsonOption = False,
     dsn: DsnOption = None,
 ) -> None:
-    """Show live workers, each queue's depth and throughput over the last minute, failures in
-    the last hour, and pending jobs no live worker can run."""
+    """Show workers, queue depth and throughput, recent failures, jobs no worker can run.
+
+    Throughput counts jobs finished in the last minute; failures, the last hour.
+    """
     from pgworker.queues import read_status
 
     with admin_connection(dsn) as conn:
