@@ -24,6 +24,7 @@ from pgworker import queries
 from pgworker.config import DEFAULT_STALE_AFTER
 from pgworker.db import connect, describe_error
 from pgworker.durations import format_duration
+from pgworker.errors import PgworkerError
 from pgworker.migrate import SCHEMA_REVISION, current_revision
 from pgworker.queues import unrunnable_jobs
 
@@ -90,11 +91,12 @@ def _guard(name: str, check: Callable[[], Check]) -> Check:
     """A check that raised is a warning: something kept it from looking."""
     try:
         return check()
-    except psycopg.Error as exc:
+    except (psycopg.Error, PgworkerError) as exc:
+        detail = describe_error(exc) if isinstance(exc, psycopg.Error) else str(exc)
         return Check(
             name,
             WARNING,
-            f"could not check: {describe_error(exc)}",
+            f"could not check: {detail}",
             "run the doctor as the schema owner, or as a member of pg_monitor",
         )
 
