@@ -115,8 +115,8 @@ def read_workers(conn: Connection, *, stale_after: float = DEFAULT_STALE_AFTER) 
 
 
 def list_queues(conn: Connection, *, stale_after: float = DEFAULT_STALE_AFTER) -> list[QueueInfo]:
-    """Every queue with pending, processing or failed jobs, a pause state, a live worker, or
-    recent finishes; sorted by name."""
+    """Every queue with pending, processing or failed jobs, a live worker, recent finishes,
+    or a pause; sorted by name."""
     with conn.transaction():
         return _queues(conn, read_workers(conn, stale_after=stale_after))
 
@@ -140,7 +140,8 @@ def _queues(conn: Connection, workers: list[WorkerInfo]) -> list[QueueInfo]:
             if oldest_due is not None:
                 item["oldest_due_age"] = max(0.0, (as_of - oldest_due).total_seconds())
     for name, paused, _updated in conn.execute(q.QUEUE_STATES):
-        entry(name)["paused"] = paused
+        if paused:  # a resumed queue with nothing else to show is not listed
+            entry(name)["paused"] = True
     for name, last_minute, failed_last_hour in conn.execute(q.RECENT_FINISHES):
         item = entry(name)
         item["finished_last_minute"] = last_minute

@@ -158,3 +158,10 @@ def test_pause_of_one_queue_leaves_the_others_running(dsn: str, conn: Conn) -> N
         assert rows == [("a", "pending", 3), ("b", "succeeded", 3)]
         resume_queue(conn, "a")
         wait_until(lambda: count_jobs(conn, "succeeded") == 6, message="queue a's jobs")
+
+
+def test_a_resumed_queue_with_nothing_in_it_leaves_the_list(conn: Conn) -> None:
+    pause_queue(conn, "future", force=True)
+    assert [q.name for q in list_queues(conn)] == ["future"]
+    resume_queue(conn, "future")
+    assert list_queues(conn) == []
