@@ -285,10 +285,13 @@ FROM unnest(%(queues)s::text[]) AS woken(queue)
 # The advisory lock lasts for this statement's transaction: one pruner deletes at a time and
 # the others find no rows and try again at their next run. Rows another session has locked
 # (an operator's `jobs retry`) are skipped, never waited for: a pruner waits for no one, so
-# no deadlock can involve it. Run with prepare=False: the batch is a parameter, and a generic
-# plan could not use the partial index for a parameter status.
+# no deadlock can involve it. The deletion probes the primary key with the array of ids: a
+# join to the selected ids let the planner hash-join against a scan of the whole table.
+# Run with prepare=False: the batch is a parameter, and a generic plan could not use the
+# partial index for a parameter status.
 PRUNE_JOBS: Final[LiteralString] = """
-WITH doomed AS (
+DELETE FROM pgworker.jobs
+WHERE id = ANY(ARRAY(
     SELECT id
     FROM pgworker.jobs
     WHERE status = %(status)s
@@ -297,10 +300,7 @@ WITH doomed AS (
     ORDER BY finished_at
     LIMIT %(batch)s
     FOR UPDATE SKIP LOCKED
-)
-DELETE FROM pgworker.jobs AS j
-USING doomed
-WHERE j.id = doomed.id
+))
 """
 
 # Jobs per statement of PRUNE_JOBS: ~10 ms of work, short enough to interleave heartbeats.

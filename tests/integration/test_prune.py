@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from apps.tasks import registry
-from pgworker import Worker, WorkerConfig, admin
+from pgworker import Worker, WorkerConfig, admin, queries
 from pgworker.config import Retention
 from pgworker.maintenance import Pruner
 from support import count_jobs, wait_until
@@ -183,3 +183,21 @@ def test_a_failing_prune_leaves_heartbeats_alone(
     messages = warnings_logged()
     assert sum("prune failed" in m for m in messages) == 1  # rate-limited
     assert not [m for m in messages if "heartbeat" in m]
+
+
+def test_a_prune_batch_reads_indexes_only(conn: Conn) -> None:
+    _finished(conn, 20_000)
+    conn.execute("INSERT INTO pgworker.jobs (task) SELECT 'noop' FROM generate_series(1, 5000)")
+    conn.execute("ANALYZE pgworker.jobs")
+    with conn.transaction():
+        plan = "\n".join(
+            row[0]
+            for row in conn.execute(
+                "EXPLAIN " + queries.PRUNE_JOBS,
+                {"status": "succeeded", "older_than": 3600.0, "batch": 1000},
+                prepare=False,
+            )
+        )
+    assert "Index Scan using jobs_prune_idx" in plan, plan
+    assert "Index Scan using jobs_pkey" in plan, plan
+    assert "Seq Scan" not in plan, plan
