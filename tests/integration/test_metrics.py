@@ -24,7 +24,7 @@ def test_hooks_rescue_prune_and_gauges(dsn: str, conn: Conn) -> None:
     make_job(conn, "noop", run_after="1 hour")  # not due: not in the depth
     metrics = Metrics()
     config = WorkerConfig(
-        queues=("default",), poll_interval=0.05, heartbeat_interval=0.2, stale_after=5,
+        queues=("default", "other"), poll_interval=0.05, heartbeat_interval=0.2, stale_after=5,
         shutdown_timeout=5, retention=Retention.parse("1h"), prune_interval=0.05,
     )  # fmt: skip
     worker = Worker(registry, dsn, config, metrics=metrics)
@@ -48,8 +48,9 @@ def test_hooks_rescue_prune_and_gauges(dsn: str, conn: Conn) -> None:
     assert samples[("pgworker_jobs_pruned_total", ())] == 1
     assert samples[("pgworker_slots", ())] == 5
     assert samples[("pgworker_busy_slots", ())] == 0
-    # Depth of the served queue only, due jobs only.
+    # Depth of the served queues only (two: the claim with a LATERAL per queue), due jobs only.
     assert samples[("pgworker_queue_depth", (("queue", "default"),))] == 0
+    assert samples[("pgworker_queue_depth", (("queue", "other"),))] == 0
     assert ("pgworker_queue_depth", (("queue", "mail"),)) not in samples
     assert count_jobs(conn, "pending") == 4
     assert job_row(conn, lost)["attempts"] == 2  # claimed again after its rescue
