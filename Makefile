@@ -48,6 +48,15 @@ demo: $(STAMP) ## Enqueue a few hundred jobs and run a real worker on them (embe
 bench-enqueue: $(STAMP) ## Enqueue throughput: raw INSERT loop, client.enqueue, enqueue_many (COPY)
 	$(BIN)/python -m bench enqueue
 
+COMPOSE ?= docker compose
+
+db-up: ## Start PostgreSQL 16 in Docker (compose.yaml) on 127.0.0.1:5433 and wait until ready
+	$(COMPOSE) up -d --wait db
+	@echo "export PGWORKER_DSN=postgresql://pgworker:pgworker@127.0.0.1:5433/pgworker"
+
+db-down: ## Stop the compose services (PostgreSQL, the demo worker); the data volume stays
+	$(COMPOSE) down
+
 clean: ## Stop the embedded server, remove build outputs and caches (keeps .pgworker data)
 	-test -x $(BIN)/pgworker && $(BIN)/pgworker embedded stop
 	rm -rf build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache bench/results

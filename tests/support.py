@@ -165,3 +165,35 @@ class Roles:
                 owner,
                 [("worker", self.worker), ("enqueue", self.enqueue), ("readonly", self.readonly)],
             )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The single `pgworker: error: ...` line a failed command printed (asserted: one line)."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("pgworker: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(port: int) -> Samples:
+    """Every sample served at 127.0.0.1:port/metrics, as {(name, sorted labels): value}."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def total(samples: Samples, name: str) -> float:
+    """The sum of a metric's samples over every label set."""
+    return sum(value for (sample, _), value in samples.items() if sample == name)

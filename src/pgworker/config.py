@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import psycopg.conninfo
 
+from pgworker.durations import parse_duration
 from pgworker.errors import ConfigError
 
 DEFAULT_QUEUE: Final = "default"
@@ -28,6 +29,11 @@ DEFAULT_STALE_AFTER: Final = 30.0
 DEFAULT_DB_TIMEOUT: Final = 30.0
 DEFAULT_TIMEOUT: Final = 60.0
 DEFAULT_MAX_ATTEMPTS: Final = 4
+# Retention of finished jobs before workers prune them: a day of successes, a week of
+# failures and cancellations (what an operator may still want to inspect or retry).
+DEFAULT_RETENTION_SUCCEEDED: Final = 86_400.0
+DEFAULT_RETENTION_FAILED: Final = 7 * 86_400.0
+DEFAULT_PRUNE_INTERVAL: Final = 60.0
 
 # Names and queues: what the jobs_task_format and jobs_queue_format CHECKs accept.
 NAME_PATTERN: Final = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
@@ -122,6 +128,44 @@ def first_line(text: str) -> str:
     return text.strip()
 
 
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long finished jobs are kept, in seconds per status, before they are pruned."""
+
+    succeeded: float = DEFAULT_RETENTION_SUCCEEDED
+    failed: float = DEFAULT_RETENTION_FAILED
+    cancelled: float = DEFAULT_RETENTION_FAILED
+
+    @classmethod
+    def parse(cls, text: str, what: str = "--retention") -> Retention:
+        """Parse `7d` (every finished status) or `succeeded=12h,failed=30d` (others: defaults)."""
+        values = dict(cls().items())
+        parts = [part.strip() for part in text.split(",") if part.strip()]
+        if not parts:
+            raise ConfigError(f"{what} needs a duration, e.g. 7d or succeeded=1d,failed=30d")
+        for part in parts:
+            status, sep, duration = part.rpartition("=")
+            if not sep:
+                seconds = parse_duration(part, what)
+                values = dict.fromkeys(values, seconds)
+                continue
+            status = status.strip().lower()
+            if status not in values:
+                raise ConfigError(
+                    f"invalid {what} {part[:40]!r}: the statuses are succeeded, failed, cancelled"
+                )
+            values[status] = parse_duration(duration, what)
+        return cls(**values)
+
+    def items(self) -> tuple[tuple[str, float], ...]:
+        """(status, seconds) for each finished status."""
+        return (
+            ("succeeded", self.succeeded),
+            ("failed", self.failed),
+            ("cancelled", self.cancelled),
+        )
+
+
 def default_prefetch(concurrency: int) -> int:
     """Jobs claimed ahead of free threads: 20 per thread, at least 50, at most 500.
 
@@ -146,6 +190,9 @@ class WorkerConfig:
     stale_after: float = DEFAULT_STALE_AFTER
     db_timeout: float = DEFAULT_DB_TIMEOUT
     log_payloads: bool = False  # job log lines carry the payload (it may hold secrets)
+    prune: bool = True  # False: this worker never prunes (others may)
+    retention: Retention = Retention()
+    prune_interval: float = DEFAULT_PRUNE_INTERVAL
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -153,12 +200,19 @@ class WorkerConfig:
         if self.prefetch is not None and self.prefetch < 0:
             raise ConfigError("--prefetch must be 0 or more")
         for name in (
-            "poll_interval", "heartbeat_interval", "rescue_interval", "stale_after", "db_timeout",
-        ):  # fmt: skip
+            "poll_interval",
+            "heartbeat_interval",
+            "rescue_interval",
+            "stale_after",
+            "db_timeout",
+            "prune_interval",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be more than 0")
         if self.shutdown_timeout < 0:
             raise ConfigError("--shutdown-timeout must be 0 or more")
+        if min(seconds for _, seconds in self.retention.items()) < 0:
+            raise ConfigError("--retention must be 0 or more")
         if self.stale_after <= self.heartbeat_interval:
             raise ConfigError("--stale-after must be longer than --heartbeat-interval")
         if self.queues is not None:

@@ -6,7 +6,9 @@ PgworkerError                 base of every error pgworker raises on purpose
 ├── SchemaError               the schema is missing or not at the expected revision
 ├── PermissionDenied          the database role lacks a privilege the action needs
 ├── EmbeddedServerError       the embedded PostgreSQL could not start
-└── UnknownTask               a job names a task the registry does not hold
+├── UnknownTask               a job names a task the registry does not hold
+├── NotFound                  an operator named a job or queue that does not exist
+└── Conflict                  a job's state forbids what an operator asked (retry a running job)
 
 JobOutcome                    raised by handlers to choose what happens to the job
 ├── PermanentError            fail now, no retry
@@ -42,6 +44,14 @@ class EmbeddedServerError(PgworkerError):
 
 class UnknownTask(PgworkerError):
     """A job names a task that the registry does not hold."""
+
+
+class NotFound(PgworkerError):
+    """A job id or queue name given by an operator does not exist."""
+
+
+class Conflict(PgworkerError):
+    """The state of a job forbids the change asked for: nothing was changed."""
 
 
 class JobOutcome(Exception):

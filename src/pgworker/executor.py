@@ -8,6 +8,7 @@ import queue
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -25,6 +26,12 @@ Row = tuple[int, str, str, int, int | None, str]
 # Prefetch holds at most this many seconds of work per thread (from the recent handler
 # durations), so a worker busy with slow handlers leaves the queue to idle workers.
 PREFETCH_HORIZON: Final = 0.05
+# Prefetched jobs that would wait longer than this at the rate handlers finish now go back
+# to the queue for idle workers. Judged on the finishing rate over the last RATE_WINDOW s, so
+# one slow job among fast ones changes nothing, and a worker whose threads all hang gives
+# back everything it buffered.
+GIVE_BACK_HORIZON: Final = 0.5
+RATE_WINDOW: Final = 1.0
 # Error text stored per attempt: "Type: message" cut here, then the traceback's tail.
 MAX_SUMMARY_CHARS: Final = 1000
 MAX_TRACEBACK_CHARS: Final = 3000
@@ -137,6 +144,8 @@ class Executor:
         self._outstanding = 0  # claimed and not finished: buffered + running
         self._refill_at = concurrency - 1
         self._avg_duration: float | None = None
+        self._finished = 0  # jobs whose thread returned, ever
+        self._rate_samples: deque[tuple[float, int]] = deque()  # (monotonic, _finished)
         self.worker_id = ""
         self.stopping = False
         self.drained = False  # the last claim found fewer jobs than it asked for
@@ -198,10 +207,6 @@ class Executor:
         """Threads running a handler now."""
         return sum(1 for slot in self._slots if slot.job is not None)
 
-    def stuck(self) -> int:
-        """Threads still inside a handler whose attempt already timed out."""
-        return sum(1 for slot in self._slots if slot.timed_out)
-
     # --- the handler threads ----------------------------------------------------------------
 
     def _work(self, slot: Slot) -> None:
@@ -221,6 +226,7 @@ class Executor:
     def _release(self) -> None:
         with self._lock:
             self._outstanding -= 1
+            self._finished += 1
             outstanding = self._outstanding
         if outstanding <= self._refill_at and not self.drained:
             self._wake.set()
@@ -245,6 +251,8 @@ class Executor:
             # Rescued after its worker died during the last attempt: nothing left to run.
             submit(Ending(job_id, attempt, worker_id, "failed", refund=1))
             self._log_end(logging.WARNING, "job failed: attempts used up", row, None, "failed")
+            if self._on_job_end is not None:
+                self._on_job_end(task_name, queue_name, "failed", 0.0)
             return
         try:
             payload = json.loads(payload_text)
@@ -288,8 +296,6 @@ class Executor:
             return
         average = self._avg_duration
         self._avg_duration = duration if average is None else average + 0.2 * (duration - average)
-        if duration > PREFETCH_HORIZON:
-            self.give_back_excess()
         if error is None:
             submit((job_id, attempt, worker_id))
             if self._debug:
@@ -423,21 +429,35 @@ class Executor:
                 payload_text,
             )  # fmt: skip
             count += 1
-        if count:
-            # With every thread stuck in a handler that overran, buffered jobs would wait as
-            # long as those handlers hang: give all of them back for other workers.
-            stuck = self.stuck() >= self.concurrency
-            self.give_back_excess(keep=0 if stuck else None)
+        self.give_back_excess()
         return count
 
-    def give_back_excess(self, keep: int | None = None) -> int:
-        """Return buffered jobs beyond what the current handler durations justify.
+    def finishing_rate(self) -> float | None:
+        """Jobs per second the threads finished over the last RATE_WINDOW s (None: too early).
+
+        Called by the watchdog only, every WATCHDOG_INTERVAL s, which records the samples.
+        """
+        now = time.monotonic()
+        samples = self._rate_samples
+        samples.append((now, self._finished))
+        while len(samples) > 2 and now - samples[1][0] >= RATE_WINDOW:
+            samples.popleft()
+        first_time, first_count = samples[0]
+        if now - first_time < RATE_WINDOW:
+            return None
+        return (self._finished - first_count) / (now - first_time)
+
+    def give_back_excess(self) -> int:
+        """Return buffered jobs that would wait more than GIVE_BACK_HORIZON s to start.
 
         Jobs prefetched while handlers were fast would otherwise wait behind slow ones while
         idle workers could run them. They go back due at once, with one more attempt granted
         instead of a refund: a live worker's attempts only grow (see RETRY_OR_FAIL_JOBS).
         """
-        excess = self._buffer.qsize() - (self._allowance() if keep is None else keep)
+        rate = self.finishing_rate()
+        if rate is None:
+            return 0
+        excess = self._buffer.qsize() - int(rate * GIVE_BACK_HORIZON)
         count = 0
         while count < excess:
             try:

@@ -1,4 +1,5 @@
-"""Periodic services of a worker: heartbeat, rescue of lost workers' jobs, and the watchdog."""
+"""Periodic services of a worker: heartbeat, rescue of lost workers' jobs, pruning of finished
+jobs past their retention, and the watchdog."""
 
 from __future__ import annotations
 
@@ -6,15 +7,24 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
+
+import psycopg
 
 from pgworker import queries
-from pgworker.db import Backoff, DedicatedConnection, describe_error
-from pgworker.logs import database_trouble
+from pgworker.config import DEFAULT_PRUNE_INTERVAL, Retention
+from pgworker.db import Backoff, DedicatedConnection, describe_error, is_connection_error
+from pgworker.logs import RateLimiter, database_trouble
 
 log = logging.getLogger("pgworker.maintenance")
 
 WATCHDOG_INTERVAL: Final = 0.1
+# A prune pass gives the thread back after this long (or half a heartbeat interval) and
+# carries on at once, so a large backlog of old jobs never delays a heartbeat.
+PRUNE_BUDGET: Final = 1.0
+
+# A rescued job: (job_id, queue, new status, reason, task).
+Rescued = tuple[int, str, str, str, str]
 
 
 class Heartbeat:
@@ -61,11 +71,9 @@ class Rescuer:
     def __init__(self, *, stale_after: float) -> None:
         self.stale_after = stale_after
 
-    def run_once(
-        self, conn: DedicatedConnection, *, declare_dead: bool
-    ) -> list[tuple[int, str, str, str]]:
-        """One pass; returns (job_id, queue, new status, reason) of every rescued job."""
-        rescued: list[tuple[int, str, str, str]] = []
+    def run_once(self, conn: DedicatedConnection, *, declare_dead: bool) -> list[Rescued]:
+        """One pass; returns (job_id, queue, new status, reason, task) of every rescued job."""
+        rescued: list[Rescued] = []
         while True:
             rows = conn.execute(
                 queries.RESCUE_JOBS,
@@ -74,14 +82,57 @@ class Rescuer:
             rescued += rows
             if len(rows) < 1000:
                 break
-        woken = sorted({queue for _, queue, status, _ in rescued if status == "pending"})
+        woken = sorted({row[1] for row in rescued if row[2] == "pending"})
         if woken:
             conn.execute(queries.NOTIFY_QUEUES, {"queues": woken})
         return rescued
 
 
+class Pruner:
+    """Deletes finished jobs past their retention in bounded batches, one pruner at a time.
+
+    Every worker runs one; the advisory lock in PRUNE_JOBS lets a single one delete at any
+    moment, and SKIP LOCKED keeps it from waiting on anyone.
+    """
+
+    def __init__(self, *, retention: Retention, batch: int = queries.PRUNE_BATCH) -> None:
+        self.retention = retention
+        self.batch = batch
+
+    def run_once(
+        self, conn: DedicatedConnection | psycopg.Connection[Any], *, budget: float | None = None
+    ) -> tuple[int, bool]:
+        """Prune until nothing is due or `budget` seconds passed; returns (deleted, done)."""
+        deadline = None if budget is None else time.monotonic() + budget
+        deleted = 0
+        for status, older_than in self.retention.items():
+            while True:
+                count = prune_batch(conn, status, older_than, self.batch)
+                deleted += count
+                if count < self.batch:
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    return deleted, False
+        return deleted, True
+
+
+def prune_batch(
+    conn: DedicatedConnection | psycopg.Connection[Any], status: str, older_than: float, batch: int
+) -> int:
+    """Delete one batch of `status` jobs finished more than `older_than` s ago; returns how many.
+
+    Returns 0 while another session holds the pruners' lock.
+    """
+    cursor = conn.execute(
+        queries.PRUNE_JOBS,
+        {"status": status, "older_than": older_than, "batch": batch},
+        prepare=False,
+    )
+    return int(cursor.rowcount)
+
+
 class Maintenance:
-    """One thread running the heartbeat and the rescuer on their intervals."""
+    """One thread running the heartbeat, the rescuer and the pruner on their intervals."""
 
     def __init__(
         self,
@@ -95,6 +146,8 @@ class Maintenance:
         busy: Callable[[], int],
         on_declared_dead: Callable[[], None],
         on_cancel: Callable[[set[int]], int],
+        pruner: Pruner | None = None,
+        prune_interval: float = DEFAULT_PRUNE_INTERVAL,
     ) -> None:
         self._conn = DedicatedConnection(dsn, application_name=application_name)
         self.heartbeat = heartbeat
@@ -106,8 +159,14 @@ class Maintenance:
         self._on_cancel = on_cancel
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._limiter = RateLimiter()
+        self.pruner = pruner
+        self.prune_interval = prune_interval
         self.rescued_total = 0
-        self.on_rescue: list[Callable[[list[tuple[int, str, str, str]]], None]] = []  # test signal
+        self.pruned_total = 0
+        # Called with every non-empty rescue and prune (metrics and tests).
+        self.on_rescue: list[Callable[[list[Rescued]], None]] = []
+        self.on_prune: list[Callable[[int], None]] = []
 
     @property
     def connection(self) -> DedicatedConnection:
@@ -127,6 +186,7 @@ class Maintenance:
         backoff = Backoff()
         next_heartbeat = time.monotonic()  # at once: the healthy streak starts now
         next_rescue = time.monotonic()  # on startup: jobs of workers whose row is gone
+        next_prune = time.monotonic() if self.pruner is not None else float("inf")
         while not self._stop.is_set():
             now = time.monotonic()
             try:
@@ -136,6 +196,10 @@ class Maintenance:
                 if now >= next_rescue:
                     next_rescue = now + self.rescue_interval
                     self.rescue()
+                if now >= next_prune:
+                    next_prune = now + self.prune_interval
+                    if not self._prune_safely():
+                        next_prune = now  # more to delete: go on after the next heartbeat check
                 backoff.reset()
             except Exception as exc:
                 self.heartbeat.failed()
@@ -148,7 +212,8 @@ class Maintenance:
                     )
                 self._stop.wait(backoff.next_delay())
                 continue
-            self._stop.wait(max(0.0, min(next_heartbeat, next_rescue) - time.monotonic()))
+            wake_at = min(next_heartbeat, next_rescue, next_prune)
+            self._stop.wait(max(0.0, wake_at - time.monotonic()))
 
     def beat(self) -> bool:
         """Heartbeat now; on a missing row, tell the worker it was declared dead."""
@@ -164,7 +229,7 @@ class Maintenance:
         rescued = self.rescuer.run_once(self._conn, declare_dead=self.heartbeat.may_declare_dead())
         if rescued:
             self.rescued_total += len(rescued)
-            for job_id, queue, status, reason in rescued[:20]:
+            for job_id, queue, status, reason, _task in rescued[:20]:
                 log.warning(
                     "job rescued",
                     extra={"job_id": job_id, "queue": queue, "status": status, "error": reason},
@@ -174,6 +239,31 @@ class Maintenance:
             for callback in self.on_rescue:
                 callback(rescued)
         return len(rescued)
+
+    def _prune_safely(self) -> bool:
+        """Prune; a failure other than a lost connection (say, a role without DELETE) is
+        logged and waits for the next interval, so it never disturbs heartbeats or rescue."""
+        try:
+            return self.prune()
+        except Exception as exc:
+            if is_connection_error(exc):
+                raise
+            allowed, _ = self._limiter.allow("prune")
+            if allowed:
+                log.warning(f"prune failed: {describe_error(exc)}")
+            return True
+
+    def prune(self) -> bool:
+        """Prune now, for at most PRUNE_BUDGET s; False if old jobs are left to delete."""
+        assert self.pruner is not None
+        budget = min(PRUNE_BUDGET, self.heartbeat.interval / 2)
+        deleted, done = self.pruner.run_once(self._conn, budget=budget)
+        if deleted:
+            self.pruned_total += deleted
+            log.info("jobs pruned", extra={"count": deleted})
+            for callback in self.on_prune:
+                callback(deleted)
+        return done
 
 
 class Watchdog:

@@ -147,7 +147,7 @@ SET status = 'processing',
     worker_id = %(worker_id)s
 FROM next
 WHERE j.ctid = next.ctid
-RETURNING j.id, j.task, j.queue, j.attempts, j.max_attempts, j.payload::text
+RETURNING j.id, j.task, j.queue, j.attempts, j.max_attempts, j.payload::text{pickup}
 """
 
 # The claim for several queues in one round trip: the same walk over every (queue, priority)
@@ -209,8 +209,13 @@ SET status = 'processing',
     worker_id = %(worker_id)s
 FROM next
 WHERE j.ctid = next.ctid
-RETURNING j.id, j.task, j.queue, j.attempts, j.max_attempts, j.payload::text
+RETURNING j.id, j.task, j.queue, j.attempts, j.max_attempts, j.payload::text{pickup}
 """
+
+# {pickup} is empty, or this extra column when the worker exports metrics: seconds between the
+# job becoming due and this claim (the pickup latency), measured on the database's clock.
+CLAIM_PICKUP_COLUMN: Final[LiteralString] = """,
+       extract(epoch FROM now() - j.run_after)::float8"""
 
 # The claim batch sizes a worker asks for (it rounds down to one of these).
 CLAIM_SIZES: Final = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 32, 40, 50, 64, 80, 100, 128,
@@ -317,7 +322,7 @@ SET status = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
     errors = pgworker.append_error(j.errors, j.attempts, lost.reason)
 FROM lost
 WHERE j.id = lost.id
-RETURNING j.id, j.queue, j.status, lost.reason
+RETURNING j.id, j.queue, j.status, lost.reason, j.task
 """
 
 # Wakes the workers of the queues that rescued (or retried-by-hand) jobs went back to.
@@ -325,6 +330,61 @@ NOTIFY_QUEUES: Final[LiteralString] = """
 SELECT pg_notify('pgworker_jobs', queue)
 FROM unnest(%(queues)s::text[]) AS woken(queue)
 """
+
+# --- prune ---------------------------------------------------------------------------------
+
+# Deletes up to %(batch)s jobs of one finished status that finished before the retention
+# cutoff, oldest first: a range walk of jobs_prune_idx (status, finished_at) that stops after
+# the batch, so each statement (one transaction in autocommit) stays short.
+# The advisory lock lasts for this statement's transaction: one pruner deletes at a time and
+# the others find no rows and try again at their next run. Rows another session has locked
+# (an operator's `jobs retry`) are skipped, never waited for: a pruner waits for no one, so
+# no deadlock can involve it. The deletion probes the primary key with the array of ids: a
+# join to the selected ids let the planner hash-join against a scan of the whole table.
+# Run with prepare=False: the batch is a parameter, and a generic plan could not use the
+# partial index for a parameter status.
+PRUNE_JOBS: Final[LiteralString] = """
+DELETE FROM pgworker.jobs
+WHERE id = ANY(ARRAY(
+    SELECT id
+    FROM pgworker.jobs
+    WHERE status = %(status)s
+      AND finished_at < now() - make_interval(secs => %(older_than)s::float8)
+      AND (SELECT pg_try_advisory_xact_lock(hashtext('pgworker.prune')))
+    ORDER BY finished_at
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+))
+"""
+
+# Jobs per statement of PRUNE_JOBS: ~10 ms of work, short enough to interleave heartbeats.
+PRUNE_BATCH: Final = 1000
+
+# `pgworker prune` waits for a worker's batch to end instead of skipping: it takes the
+# pruners' advisory lock for its own transaction first (PRUNE_JOBS then re-enters it).
+PRUNE_LOCK: Final[LiteralString] = """
+SELECT pg_advisory_xact_lock(hashtext('pgworker.prune'))
+"""
+
+# --- metrics -------------------------------------------------------------------------------
+
+# Due pending jobs and the age of the oldest, per served queue, read at each metrics scrape:
+# one walk of jobs_claim_idx per queue (index-only once vacuum has run).
+QUEUE_DEPTH: Final[LiteralString] = """
+SELECT served.queue, due.jobs, due.oldest
+FROM unnest(%(queues)s::text[]) AS served(queue)
+CROSS JOIN LATERAL (
+    SELECT count(*) AS jobs,
+           extract(epoch FROM now() - min(run_after))::float8 AS oldest
+    FROM pgworker.jobs
+    WHERE status = 'pending'
+      AND queue = served.queue
+      AND run_after <= now()
+) AS due
+"""
+
+# A scrape must not hang on a locked or overloaded database: Prometheus gives up anyway.
+SCRAPE_TIMEOUT: Final[LiteralString] = "SET LOCAL statement_timeout = '5s'"
 
 # pgworker_jobs carries a queue name (new due jobs); pgworker_cancel a job id whose
 # cancellation was requested (heartbeats pick such requests up too, in case one is missed).

@@ -21,7 +21,7 @@ from pgworker.config import WorkerConfig
 from pgworker.db import Backoff, DedicatedConnection, describe_error
 from pgworker.executor import MAX_MAX_ATTEMPTS, Executor, Row
 from pgworker.logs import database_trouble
-from pgworker.maintenance import Heartbeat, Maintenance, Rescuer, Watchdog
+from pgworker.maintenance import Heartbeat, Maintenance, Pruner, Rescuer, Watchdog
 from pgworker.migrate import require_schema
 from pgworker.notifier import Notifier
 from pgworker.redaction import Redactor
@@ -33,14 +33,18 @@ log = logging.getLogger("pgworker.worker")
 FLUSH_GRACE: Final = 10.0
 
 
-def _render(template: LiteralString, size: int) -> LiteralString:
+def _render(template: LiteralString, size: int, pickup: bool) -> LiteralString:
     # A constant with a literal number in it: still a literal string in spirit.
-    return sql.SQL(template).format(limit=sql.Literal(size)).as_string(None)
+    extra = sql.SQL(queries.CLAIM_PICKUP_COLUMN if pickup else "")
+    return sql.SQL(template).format(limit=sql.Literal(size), pickup=extra).as_string(None)
 
 
-def claim_statements(template: LiteralString) -> dict[int, LiteralString]:
-    """The claim statement with each of CLAIM_SIZES as its literal LIMIT."""
-    return {size: _render(template, size) for size in queries.CLAIM_SIZES}
+def claim_statements(template: LiteralString, *, pickup: bool = False) -> dict[int, LiteralString]:
+    """The claim statement with each of CLAIM_SIZES as its literal LIMIT.
+
+    With `pickup`, each row carries a 7th column: seconds from due to claimed.
+    """
+    return {size: _render(template, size, pickup) for size in queries.CLAIM_SIZES}
 
 
 def claim_size_below(wanted: int) -> int:
@@ -58,6 +62,10 @@ class Worker:
 
     `redact`, a `str -> str` function, rewrites every error text before it is stored in
     `last_error` and `errors` or logged (see pgworker.redaction).
+
+    `metrics`, when given, is called on the claim loop and handler threads: `claimed(rows)`,
+    `job_ended(task, queue, status, seconds)`, and if it has them `picked_up(rows)` (claimed
+    rows with their pickup latency as a 7th column), `rescued(rows)` and `pruned(count)`.
     """
 
     def __init__(
@@ -125,14 +133,24 @@ class Worker:
             busy=self.executor.busy,
             on_declared_dead=self._on_declared_dead,
             on_cancel=self.executor.cancel,
+            pruner=Pruner(retention=self.config.retention) if self.config.prune else None,
+            prune_interval=self.config.prune_interval,
         )
+        self._picked_up = getattr(metrics, "picked_up", None)
+        for hook, callbacks in (
+            (getattr(metrics, "rescued", None), self.maintenance.on_rescue),
+            (getattr(metrics, "pruned", None), self.maintenance.on_prune),
+        ):
+            if hook is not None:
+                callbacks.append(hook)
         self.watchdog = Watchdog(self._watch)
         self._claim_conn = DedicatedConnection(dsn, application_name=self._application_name)
+        pickup = self._picked_up is not None
         if len(self.queues) == 1:
-            self._claims = claim_statements(queries.CLAIM_JOBS_TEMPLATE)
+            self._claims = claim_statements(queries.CLAIM_JOBS_TEMPLATE, pickup=pickup)
             self._claim_params: dict[str, Any] = {"queue": self.queues[0]}
         else:
-            self._claims = claim_statements(queries.CLAIM_JOBS_MULTI_TEMPLATE)
+            self._claims = claim_statements(queries.CLAIM_JOBS_MULTI_TEMPLATE, pickup=pickup)
             self._claim_params = {"queues": list(self.queues)}
         self.claims = 0  # claim statements run
         self.claimed = 0  # jobs claimed
@@ -360,6 +378,9 @@ class Worker:
         self.claims += 1
         self.claimed += len(rows)
         if self._metrics is not None:
+            if self._picked_up is not None and rows:
+                self._picked_up(rows)
+                rows = [row[:6] for row in rows]  # the pickup column, read above
             self._metrics.claimed(rows)
         return rows
 

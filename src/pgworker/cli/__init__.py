@@ -8,7 +8,16 @@ import psycopg
 import psycopg.errors
 import typer
 
-from pgworker.cli import enqueue, schema, work  # noqa: F401 - registers the commands
+from pgworker.cli import (  # noqa: F401 - registers the commands
+    doctor,
+    enqueue,
+    jobs,
+    prune,
+    queues,
+    schema,
+    status,
+    work,
+)
 from pgworker.cli.app import app
 from pgworker.config import first_line
 from pgworker.db import describe_error

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import logging
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -12,12 +13,18 @@ from pgworker.config import (
     DEFAULT_DB_TIMEOUT,
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_POLL_INTERVAL,
+    DEFAULT_PRUNE_INTERVAL,
     DEFAULT_RESCUE_INTERVAL,
     DEFAULT_SHUTDOWN_TIMEOUT,
     DEFAULT_STALE_AFTER,
+    Retention,
     WorkerConfig,
     env_name,
 )
+from pgworker.errors import ConfigError, PgworkerError
+
+if TYPE_CHECKING:
+    from pgworker.metrics import Metrics
 
 
 def _opt(flag: str, help: str, **kwargs: Any) -> Any:
@@ -93,6 +100,36 @@ def work(
             min=0.1,
         ),
     ] = DEFAULT_DB_TIMEOUT,
+    retention: Annotated[
+        str | None,
+        _opt(
+            "--retention",
+            "How long finished jobs are kept before workers prune them: one duration for every"
+            " status (3d), or per status (succeeded=12h,failed=30d; others keep their default)."
+            " Default: succeeded=1d,failed=7d,cancelled=7d.",
+            show_default=False,
+        ),
+    ] = None,
+    prune_interval: Annotated[
+        float,
+        _opt("--prune-interval", "Seconds between prunes of finished jobs.", min=0.01),
+    ] = DEFAULT_PRUNE_INTERVAL,
+    no_prune: Annotated[
+        bool, _opt("--no-prune", "Never prune in this worker (others still may).")
+    ] = False,
+    metrics_port: Annotated[
+        int | None,
+        _opt(
+            "--metrics-port",
+            "Serve Prometheus metrics on this port at /metrics (needs pgworker[metrics]).",
+            min=0,
+            max=65535,
+            show_default=False,
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, _opt("--metrics-host", "Address the metrics server listens on.")
+    ] = "0.0.0.0",
     log_format: Annotated[str, _opt("--log-format", "text or json.")] = "text",
     log_level: Annotated[str, _opt("--log-level", "debug, info, warning or error.")] = "info",
     log_payloads: Annotated[
@@ -119,7 +156,6 @@ def work(
     SIGTERM or SIGINT stops claiming and lets running jobs finish (--shutdown-timeout);
     a second signal exits at once with 128 + the signal number.
     """
-    from pgworker.errors import ConfigError
     from pgworker.logs import configure_logging
     from pgworker.redaction import load_redactor
     from pgworker.tasks import load_registry
@@ -141,8 +177,42 @@ def work(
         stale_after=stale_after,
         db_timeout=db_timeout,
         log_payloads=log_payloads,
+        prune=not no_prune,
+        retention=Retention.parse(retention) if retention is not None else Retention(),
+        prune_interval=prune_interval,
     )
+    metrics = _metrics() if metrics_port is not None else None  # before any slow work
     registry = load_registry(app_spec)
     redactor = load_redactor(redact) if redact else None
-    worker = Worker(registry, dsn_from(dsn), config, redact=redactor)
-    raise typer.Exit(worker.run(install_signals=True))
+    target = dsn_from(dsn)
+    worker = Worker(registry, target, config, redact=redactor, metrics=metrics)
+    if metrics is not None and metrics_port is not None:
+        metrics.watch(worker, target)
+        try:
+            port = metrics.serve(metrics_port, metrics_host)
+        except OSError as exc:
+            raise PgworkerError(
+                f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc.strerror or exc}"
+            ) from None
+        logging.getLogger("pgworker.metrics").info(
+            f"serving metrics on http://{metrics_host}:{port}/metrics"
+        )
+    try:
+        code = worker.run(install_signals=True)
+    finally:
+        if metrics is not None:
+            metrics.close()
+    raise typer.Exit(code)
+
+
+def _metrics() -> Metrics:
+    """A Metrics object; a one-line error if the `metrics` extra is not installed."""
+    try:
+        from pgworker.metrics import Metrics
+    except ImportError as exc:
+        if not (exc.name or "").startswith("prometheus_client"):
+            raise
+        raise ConfigError(
+            "--metrics-port needs prometheus-client: pip install 'pgworker[metrics]'"
+        ) from None
+    return Metrics()

@@ -1,0 +1,306 @@
+"""The operator commands as users run them: jobs, queues, status, prune, doctor."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import psycopg.conninfo
+import pytest
+
+from proxy import NotificationDroppingProxy
+
+from support import Run, count_jobs, job_row, make_job, make_worker, one_line_error
+
+Conn = psycopg.Connection[Any]
+
+
+@pytest.fixture
+def env(dsn: str) -> dict[str, str]:
+    # A password the server ignores (trust): it must never show in any output.
+    return {"PGWORKER_DSN": psycopg.conninfo.make_conninfo(dsn, password="canary-pw-61")}
+
+
+def _ok(result: Any) -> str:
+    assert result.returncode == 0, result.stderr
+    assert "canary-pw-61" not in result.stdout + result.stderr
+    return str(result.stdout)
+
+
+def _jobs_in_every_state(conn: Conn) -> dict[str, int]:
+    worker = make_worker(conn, str(uuid.uuid4()), queues=("default", "mail"), tasks=("send",))
+    return {
+        "pending": make_job(conn, "send", queue="mail"),
+        "scheduled": make_job(conn, "send", run_after="1 hour"),
+        "retry_wait": make_job(conn, "send", attempts=1, max_attempts=3, run_after="5 minutes",
+                               last_error="TimeoutError: smtp"),
+        "processing": make_job(conn, "send", status="processing", attempts=1,
+                               started_at="-3 seconds", worker_id=worker),
+        "succeeded": make_job(conn, "send", status="succeeded", attempts=1,
+                              started_at="-5 seconds", finished_at="-4 seconds"),
+        "failed": make_job(conn, "send", status="failed", attempts=3, max_attempts=3,
+                           finished_at="-1 minute", last_error="RuntimeError: boom",
+                           payload={"to": "a@example.com"}),
+        "cancelled": make_job(conn, "send", status="cancelled", finished_at="-1 minute"),
+    }  # fmt: skip
+
+
+def test_jobs_list_table_and_json(run_cli: Run, env: dict[str, str], conn: Conn) -> None:
+    ids = _jobs_in_every_state(conn)
+    out = _ok(run_cli("jobs", "list", env=env))
+    lines = out.splitlines()
+    assert lines[0].split() == [
+        "ID", "QUEUE", "TASK", "STATUS", "ATTEMPTS", "CREATED", "WHEN", "LAST", "ERROR",
+    ]  # fmt: skip
+    assert [int(line.split()[0]) for line in lines[1:]] == sorted(ids.values(), reverse=True)
+    failed_line = next(line for line in lines if line.split()[0] == str(ids["failed"]))
+    assert "3/3" in failed_line
+    assert "RuntimeError: boom" in failed_line
+    scheduled_line = next(line for line in lines if line.split()[0] == str(ids["scheduled"]))
+    assert " in 59 min" in scheduled_line
+
+    listed = json.loads(_ok(run_cli("jobs", "list", "--status", "failed", "--status",
+                                    "cancelled", "--json", env=env)))  # fmt: skip
+    assert [job["id"] for job in listed] == [ids["cancelled"], ids["failed"]]
+    assert listed[1]["last_error"] == "RuntimeError: boom"
+    mail = json.loads(_ok(run_cli("jobs", "list", "--queue", "mail", "--json", env=env)))
+    assert [job["id"] for job in mail] == [ids["pending"]]
+    assert _ok(run_cli("jobs", "list", "--task", "other", env=env)).strip() == "no jobs match"
+
+
+def test_jobs_show(run_cli: Run, env: dict[str, str], conn: Conn) -> None:
+    ids = _jobs_in_every_state(conn)
+    out = _ok(run_cli("jobs", "show", str(ids["failed"]), env=env))
+    assert out.splitlines()[0] == f"job {ids['failed']}"
+    for fragment in ("  status       failed", "  attempts     3/3", "last error",
+                     "  RuntimeError: boom", "payload", '"to": "a@example.com"'):  # fmt: skip
+        assert fragment in out
+    running = _ok(run_cli("jobs", "show", str(ids["processing"]), env=env))
+    assert "(test-host, pid 4242, heartbeat" in running
+    shown = json.loads(_ok(run_cli("jobs", "show", str(ids["failed"]), "--json", env=env)))
+    assert shown["job"]["status"] == "failed"
+    assert shown["payload"] == {"to": "a@example.com"}
+
+
+def test_jobs_why_for_each_state(run_cli: Run, env: dict[str, str], conn: Conn) -> None:
+    ids = _jobs_in_every_state(conn)
+    expected = {
+        "pending": "ready",
+        "scheduled": "scheduled",
+        "retry_wait": "retry_wait",
+        "processing": "processing",
+        "succeeded": "finished",
+        "failed": "finished",
+        "cancelled": "finished",
+    }
+    for state, code in expected.items():
+        why = json.loads(_ok(run_cli("jobs", "why", str(ids[state]), "--json", env=env)))
+        assert why["codes"][0] == code, (state, why)
+    text = _ok(run_cli("jobs", "why", str(ids["retry_wait"]), env=env))
+    assert "waiting for a retry: attempt 1 of 3 failed (TimeoutError: smtp)" in " ".join(
+        text.split()
+    )
+    conn.execute("INSERT INTO pgworker.queues (name, paused) VALUES ('mail', true)")
+    paused = _ok(run_cli("jobs", "why", str(ids["pending"]), env=env))
+    assert "queue 'mail' is paused" in paused
+
+
+def test_jobs_retry_and_cancel(run_cli: Run, env: dict[str, str], conn: Conn) -> None:
+    ids = _jobs_in_every_state(conn)
+    out = _ok(run_cli("jobs", "retry", str(ids["failed"]), env=env))
+    assert out.strip() == f"retried job {ids['failed']}: pending, due now"
+    assert job_row(conn, ids["failed"])["status"] == "pending"
+
+    out = _ok(run_cli("jobs", "cancel", str(ids["pending"]), str(ids["processing"]), env=env))
+    assert f"cancelled job {ids['pending']}" in out
+    assert f"asked job {ids['processing']} to stop" in out
+    assert job_row(conn, ids["processing"])["cancel_requested_at"] is not None
+
+    out = _ok(run_cli("jobs", "retry", "--cancelled", env=env))
+    assert out.strip() == f"retried 2 jobs ({ids['pending']}, {ids['cancelled']}): pending, due now"
+    assert _ok(run_cli("jobs", "retry", "--failed", env=env)).strip() == (
+        "no job matched: nothing retried"
+    )
+
+
+def test_jobs_retry_reports_a_dedup_collision(
+    run_cli: Run, env: dict[str, str], conn: Conn
+) -> None:
+    old = make_job(conn, "send", status="failed", dedup_key="report-7", finished_at="-1 minute")
+    live = make_job(conn, "send", dedup_key="report-7")
+    result = run_cli("jobs", "retry", str(old), env=env)
+    assert result.returncode == 1
+    assert f"which live job {live} holds" in one_line_error(result)
+    out = _ok(run_cli("jobs", "retry", "--failed", env=env))
+    assert out.splitlines() == [
+        f"skipped job {old}: live job {live} holds its dedup key 'report-7'",
+        "no job retried",
+    ]
+    assert job_row(conn, old)["status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "fragment"),
+    [
+        (["jobs", "show", "424242"], 1, "no job with id 424242"),
+        (["jobs", "cancel", "424242", "424243"], 1, "no jobs with ids 424242, 424243"),
+        (["jobs", "show", "abc"], 2, "'abc' is not a valid int"),
+        (["jobs", "list", "--queue", "nosuch"], 1, "unknown queue 'nosuch'"),
+        (["jobs", "list", "--status", "done"], 2, "--status"),
+        (["jobs", "retry", "1", "--failed"], 2, "not both"),
+        (["jobs", "retry"], 2, "give job ids, or --failed"),
+        (["jobs", "retry", "1", "--task", "x"], 2, "not with job ids"),
+        (["queues", "pause", "nosuch"], 1, "unknown queue 'nosuch'"),
+        (["queues", "pause", "bad queue", "--force"], 2, "invalid queue name"),
+        (["prune", "--older-than", "7x"], 2, "invalid --older-than '7x'"),
+        (["prune", "--status", "pending"], 2, "only finished jobs are pruned"),
+        (["status", "--stale-after", "0"], 2, "--stale-after"),
+    ],
+)
+def test_bad_input_is_one_line_and_a_non_zero_exit(
+    run_cli: Run, env: dict[str, str], conn: Conn, args: list[str], code: int, fragment: str
+) -> None:
+    make_job(conn, "send")
+    result = run_cli(*args, env=env)
+    assert result.returncode == code, result.stderr
+    assert fragment in one_line_error(result)
+    assert "canary-pw-61" not in result.stderr
+    assert count_jobs(conn, "pending") == 1
+
+
+def test_refused_states_exit_1(run_cli: Run, env: dict[str, str], conn: Conn) -> None:
+    ids = _jobs_in_every_state(conn)
+    retry = run_cli("jobs", "retry", str(ids["failed"]), str(ids["pending"]), env=env)
+    assert retry.returncode == 1
+    assert f"job {ids['pending']} is pending: only failed" in one_line_error(retry)
+    cancel = run_cli("jobs", "cancel", str(ids["succeeded"]), env=env)
+    assert cancel.returncode == 1
+    assert "is succeeded already" in one_line_error(cancel)
+    assert job_row(conn, ids["failed"])["status"] == "failed"
+
+
+def test_queues_list_pause_resume(run_cli: Run, env: dict[str, str], conn: Conn) -> None:
+    _jobs_in_every_state(conn)
+    out = _ok(run_cli("queues", "list", env=env))
+    lines = out.splitlines()
+    assert lines[0].split() == [
+        "QUEUE", "STATE", "PENDING", "SCHEDULED", "PROCESSING", "FAILED", "OLDEST", "WORKERS",
+        "BUSY",
+    ]  # fmt: skip
+    assert lines[1].split()[:6] == ["default", "active", "0", "2", "1", "1"]
+    assert lines[2].split()[:4] == ["mail", "active", "1", "0"]
+
+    assert _ok(run_cli("queues", "pause", "mail", env=env)).startswith("paused queue 'mail'")
+    assert _ok(run_cli("queues", "pause", "mail", env=env)).strip() == (
+        "queue 'mail' was paused already"
+    )
+    listed = json.loads(_ok(run_cli("queues", "list", "--json", env=env)))
+    assert {q["name"]: q["paused"] for q in listed} == {"default": False, "mail": True}
+    assert _ok(run_cli("queues", "resume", "mail", env=env)).strip() == "resumed queue 'mail'"
+    assert _ok(run_cli("queues", "resume", "mail", env=env)).strip() == (
+        "queue 'mail' is not paused"
+    )
+    forced = _ok(run_cli("queues", "pause", "future", "--force", env=env))
+    assert forced.startswith("paused queue 'future'")
+
+
+def test_status(run_cli: Run, env: dict[str, str], conn: Conn) -> None:
+    _jobs_in_every_state(conn)
+    make_job(conn, "other", queue="reports")
+    out = _ok(run_cli("status", env=env))
+    assert out.startswith("workers: 1 live\n")
+    assert "test-host" in out
+    assert "failed in the last hour: 1" in out
+    assert "jobs no live worker can run: 1" in out
+    assert "reports  other" in out
+    status = json.loads(_ok(run_cli("status", "--json", env=env)))
+    assert [w["hostname"] for w in status["workers"]] == ["test-host"]
+    assert status["unrunnable"] == [
+        {"queue": "reports", "task": "other", "jobs": 1, "queue_served": False}
+    ]
+    assert {q["name"] for q in status["queues"]} == {"default", "mail", "reports"}
+
+
+def test_prune(run_cli: Run, env: dict[str, str], conn: Conn) -> None:
+    make_job(conn, "a", status="succeeded", finished_at="-2 days")
+    make_job(conn, "a", status="failed", finished_at="-2 days")
+    make_job(conn, "a", status="cancelled", finished_at="-10 days")
+    assert _ok(run_cli("prune", "--dry-run", env=env)).strip() == (
+        "would prune 2 finished jobs (succeeded 1, failed 0, cancelled 1)"
+    )
+    assert count_jobs(conn) == 3
+    assert _ok(run_cli("prune", env=env)).strip() == (
+        "pruned 2 finished jobs (succeeded 1, failed 0, cancelled 1)"
+    )
+    pruned = json.loads(_ok(run_cli("prune", "--older-than", "1d", "--json", env=env)))
+    assert pruned == {"dry_run": False, "jobs": {"succeeded": 0, "failed": 1, "cancelled": 0},
+                      "total": 1}  # fmt: skip
+    assert count_jobs(conn) == 0
+
+
+def test_doctor_ok_apart_from_this_servers_autovacuum(
+    run_cli: Run, env: dict[str, str], conn: Conn
+) -> None:
+    result = run_cli("doctor", "--json", env=env)
+    report = json.loads(result.stdout)
+    statuses = {check["name"]: check["status"] for check in report["checks"]}
+    vacuum = statuses.pop("vacuum")
+    assert set(statuses.values()) == {"ok"}
+    assert result.returncode == (0 if vacuum == "ok" else 1)
+    assert report["ok"] is (vacuum == "ok")
+    assert "canary-pw-61" not in result.stdout + result.stderr
+
+
+def test_doctor_warns_about_a_held_snapshot(run_cli: Run, env: dict[str, str], dsn: str) -> None:
+    with psycopg.connect(dsn, application_name="long-report") as holder:
+        holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        holder.execute("SELECT 1 FROM pgworker.jobs")
+        pid = holder.info.backend_pid
+        result = run_cli("doctor", "--max-xmin-age", "0", env=env)
+    assert result.returncode == 1
+    line = next(line for line in result.stdout.splitlines() if line.startswith("warning  xmin"))
+    assert f"session pid {pid} (long-report, idle in transaction)" in line
+    assert "fix: end that transaction" in result.stdout
+    assert result.stdout.rstrip().endswith("warning(s)")
+
+
+def test_doctor_warns_when_a_pooler_eats_notifications(run_cli: Run, dsn: str) -> None:
+    proxy = NotificationDroppingProxy(dsn)
+    proxy.start()
+    try:
+        result = run_cli("doctor", "--listen-timeout", "1", env={"PGWORKER_DSN": proxy.dsn()})
+    finally:
+        proxy.close()
+    assert result.returncode == 1
+    assert "warning  listen" in result.stdout
+    assert "--no-listen" in result.stdout
+    assert proxy.dropped >= 1
+
+
+def test_every_command_works_with_the_embedded_server(run_cli: Run) -> None:
+    # Not under tmp_path: the server runs as its own user, which must reach the directory.
+    home = Path(tempfile.mkdtemp(prefix="pgwt-home-"))
+    env = {"PGWORKER_HOME": str(home)}
+    try:
+        _ok(run_cli("migrate", env=env))
+        job = _ok(run_cli("enqueue", "send", "--queue", "mail", env=env)).strip()
+        assert f"{job}  mail" in _ok(run_cli("jobs", "list", env=env))
+        assert _ok(run_cli("jobs", "show", job, env=env)).startswith(f"job {job}")
+        assert "No live worker serves queue 'mail'" in _ok(run_cli("jobs", "why", job, env=env))
+        _ok(run_cli("queues", "pause", "mail", env=env))
+        assert "paused" in _ok(run_cli("queues", "list", env=env))
+        _ok(run_cli("queues", "resume", "mail", env=env))
+        _ok(run_cli("jobs", "cancel", job, env=env))
+        _ok(run_cli("jobs", "retry", job, env=env))
+        assert "jobs no live worker can run: 1" in _ok(run_cli("status", env=env))
+        assert "would prune 0" in _ok(run_cli("prune", "--dry-run", env=env))
+        doctor = run_cli("doctor", "--json", env=env)
+        assert json.loads(doctor.stdout)["checks"][1]["status"] == "ok"  # the schema
+    finally:
+        run_cli("embedded", "stop", env=env)
+        shutil.rmtree(home, ignore_errors=True)
