@@ -26,10 +26,11 @@ test: $(STAMP) ## Run the tests (PGWORKER_TEST_DSN, else Docker, else the embedd
 test-unit: $(STAMP) ## Run the unit tests only (no database)
 	$(BIN)/pytest tests/unit
 
-lint: $(STAMP) ## ruff check, ruff format --check, mypy --strict on src
+lint: $(STAMP) ## ruff check, ruff format --check, mypy --strict on src and bench
 	$(BIN)/ruff check src tests migrations bench
 	$(BIN)/ruff format --check src tests migrations bench
 	$(BIN)/mypy --strict src/pgworker
+	MYPYPATH=src $(BIN)/mypy --strict bench
 
 fmt: $(STAMP) ## Format and autofix with ruff
 	$(BIN)/ruff format src tests migrations bench
@@ -42,8 +43,11 @@ schema: $(STAMP) ## Regenerate migrations/schema.sql from a scratch database at 
 	$(BIN)/python -m pgworker.migrate dump-schema > migrations/schema.sql.tmp
 	mv migrations/schema.sql.tmp migrations/schema.sql
 
-bench-enqueue: $(STAMP) ## Enqueue throughput: raw INSERT loop, client.enqueue, enqueue_many (COPY)
-	$(BIN)/python -m bench enqueue
+bench: $(STAMP) ## Benchmark suite, ~5 min on the embedded server (ARGS="--quick", "--dsn DSN", see --help)
+	$(BIN)/python -m bench $(ARGS)
+
+bench-enqueue: $(STAMP) ## Enqueue throughput only: raw INSERT loop, client.enqueue, enqueue_many (COPY)
+	$(BIN)/python -m bench enqueue $(ARGS)
 
 clean: ## Stop the embedded server, remove build outputs and caches (keeps .pgworker data)
 	-test -x $(BIN)/pgworker && $(BIN)/pgworker embedded stop
