@@ -25,6 +25,9 @@ from bench.settings import Settings
 from bench.workerproc import WorkerFailed, WorkerProcess
 from pgworker.config import default_prefetch
 
+# Seconds between the samples of (time, jobs claimed) kept in the JSON: the rate over a run.
+CURVE_STEP = 0.25
+
 
 def steps(settings: Settings) -> int:
     return (len(settings.concurrency) + len(settings.best_candidates)) * settings.repeat
@@ -45,6 +48,7 @@ def burn_down(
         with WorkerProcess(ctx.dsn, concurrency=concurrency, prefetch=prefetch) as worker:
             spawned = worker.start()
             first_claim: float | None = None
+            curve: list[tuple[float, int]] = []  # (seconds since spawn, jobs claimed)
             while True:
                 next_id, busy = queue_state(conn)
                 now = time.perf_counter()
@@ -53,6 +57,8 @@ def burn_down(
                 if next_id is None and not busy:
                     break
                 claimed = jobs if next_id is None else next_id - (first_id or 0)
+                if not curve or now - spawned - curve[-1][0] >= CURVE_STEP:
+                    curve.append((round(now - spawned, 3), claimed))
                 ctx.progress.update(claimed / jobs, f"{claimed:,}/{jobs:,} claimed")
                 if now - spawned > timeout:
                     raise WorkerFailed(f"burn-down not done after {timeout:g} s")
@@ -79,6 +85,7 @@ def burn_down(
         "steady_jobs_per_s": jobs / max(end - first_claim, 1e-9),
         "peak_rss_mib": rss,
         **stats,
+        "curve": curve,
     }
 
 

@@ -68,9 +68,13 @@ def raw_loop(
         params = {"queue": "default", "worker_id": worker_id}
         start = time.perf_counter()
         done = 0
+        claiming = completing = 0.0  # seconds spent in each statement
         with connect(dsn) as conn:
             while True:
+                began = time.perf_counter()
                 rows = conn.execute(claim, params).fetchall()
+                claimed = time.perf_counter()
+                claiming += claimed - began
                 if not rows:
                     break
                 cursor = conn.execute(
@@ -82,6 +86,7 @@ def raw_loop(
                     },
                     prepare=False,
                 )
+                completing += time.perf_counter() - claimed
                 done += cursor.rowcount
                 if progress is not None and done % (batch * 50) == 0:
                     progress.update(done / jobs, f"{done:,}/{jobs:,} done")
@@ -94,6 +99,8 @@ def raw_loop(
         "jobs": jobs,
         "seconds": elapsed,
         "jobs_per_s": jobs / elapsed,
+        "claim_ms": 1000 * claiming / max(1, stats["claims"]),
+        "complete_ms": 1000 * completing / max(1, stats["completions"]),
         **stats,
     }
 
@@ -122,6 +129,8 @@ def run(ctx: Context) -> dict[str, Any]:
                 "min-max %": 100 * (max(rates) - min(rates)) / median(rates)
                 if len(rates) > 1
                 else 0.0,
+                "claim ms": median([r["claim_ms"] for r in mine]),
+                "complete ms": median([r["complete_ms"] for r in mine]),
                 "pgworker's batch": batch == batch_of_pgworker,
             }
         )

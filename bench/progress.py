@@ -35,7 +35,12 @@ class Progress:
         if self.tty:
             self._draw(force=True)
         else:
-            print(f"[{self._percent():3d}%] {label}", file=self.stream, flush=True)
+            elapsed = int(time.monotonic() - self.started)
+            print(
+                f"[{self._percent():3d}% {elapsed // 60}:{elapsed % 60:02d}] {label}",
+                file=self.stream,
+                flush=True,
+            )
 
     def update(self, fraction: float, detail: str = "") -> None:
         """The current step is `fraction` (0..1) done; `detail` says what that means."""

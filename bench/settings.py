@@ -54,14 +54,14 @@ class Settings:
     concurrency: tuple[int, ...] = (1, 2, 5, 10, 20, 50)
     best_candidates: tuple[tuple[int, int], ...] = ((2, 500), (5, 500), (10, 500))
     batches: tuple[int, ...] = (1, 100, 200)
-    raw_single_jobs: int = 5_000  # the raw loop at B=1 runs 1,000-2,500 jobs/s: fewer jobs
+    raw_single_jobs: int = 3_000  # the raw loop at B=1 runs 1,000-2,500 jobs/s: fewer jobs
     poll_interval: float = 0.02
     # I/O-bound handlers
     io_jobs: int = 20_000
     io_concurrency: int = 50
     io_sleep: float = 0.010
     # enqueue
-    enqueue_single: int = 5_000
+    enqueue_single: int = 3_000
     enqueue_bulk: int = 100_000
     # idle pickup
     pickup_jobs: int = 500

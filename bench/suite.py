@@ -45,7 +45,9 @@ def run(settings: Settings) -> dict[str, Any]:
         ctx = Context(settings=settings, dsn=dsn, progress=progress)
         try:
             for name in settings.measures:
+                began = time.monotonic()
                 ctx.results[name] = MODULES[name].run(ctx)
+                ctx.results[name]["seconds"] = round(time.monotonic() - began, 1)
         finally:
             progress.finish()
     summary = summarise(ctx.results)
@@ -70,7 +72,8 @@ def run(settings: Settings) -> dict[str, Any]:
         print(
             f"\nsaved {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}"
         )
-    print(f"total {report['meta']['seconds']:.0f} s")
+    took = ", ".join(f"{name} {ctx.results[name]['seconds']:.0f} s" for name in settings.measures)
+    print(f"total {report['meta']['seconds']:.0f} s ({took})")
     return report
 
 

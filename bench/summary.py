@@ -87,7 +87,23 @@ def _pickup(r: Results) -> dict[str, Any]:
 def _claim(r: Results) -> dict[str, Any]:
     c = r["claim"]
     ratios = ", ".join(f"{v:.2f}x (size {k})" for k, v in c["ratios"].items())
-    plans = "index scan" if c["plans_ok"] else "PLAN NOT OK"
+    bad = []
+    for level in c["levels"]:
+        kinds = [
+            kind
+            for kind, key in (
+                ("custom", "plan_custom"),
+                ("prepared", "plan_after_executions"),
+                ("generic", "plan_forced_generic"),
+            )
+            if not level[key]["ok"]
+        ]
+        if kinds:
+            bad.append(
+                f"{'/'.join(kinds)} plan not ok at {level['pending']:,} pending, size"
+                f" {level['claim_size']}"
+            )
+    plans = "index scan in every plan" if not bad else "; ".join(bad)
     return _row(
         "claim p50, largest vs smallest backlog",
         "<= 2x, index scan, also prepared",
