@@ -40,7 +40,8 @@ def worker_command(
 
 
 class WorkerProcess:
-    """Starts `pgworker work` with the given flags; stops it with SIGTERM, kills it if needed.
+    """Starts `pgworker work` with the given flags (or `command`); stops it with SIGTERM,
+    kills it if needed.
 
     Use it as a context manager: whatever happens in the block, the process is gone after.
     PGWORKER_* variables of the caller's environment are not passed on, so only the flags
@@ -55,8 +56,9 @@ class WorkerProcess:
         prefetch: int | None = None,
         poll_interval: float | None = None,
         env: dict[str, str] | None = None,
+        command: list[str] | None = None,
     ) -> None:
-        self.command = worker_command(
+        self.command = command or worker_command(
             dsn, concurrency=concurrency, prefetch=prefetch, poll_interval=poll_interval
         )
         self._env = {k: v for k, v in os.environ.items() if not k.startswith("PGWORKER_")}
