@@ -12,7 +12,10 @@ The plan is checked three ways: a plain EXPLAIN (the custom plan for these value
 plan the prepared statement runs after all the executions (EXPLAIN EXECUTE, beside
 pg_prepared_statements' generic/custom counts), and the plan with plan_cache_mode =
 force_generic_plan (what EXPLAIN (GENERIC_PLAN) shows on PG16+, on any version). A plan
-passes with an index scan of jobs_claim_idx, no seq scan of jobs and no sort.
+passes with an index scan of jobs_claim_idx, no seq scan of jobs and no sort. Right after
+each load, before any claim, the custom and forced generic plans of every size in
+CLAIM_SIZES are judged too: the worker claims any of them, and the join of the claimed ids
+back to jobs is where a larger LIMIT turns into a hash join over a seq scan.
 """
 
 from __future__ import annotations
@@ -172,6 +175,31 @@ def forced_generic_plan(
         return judge_plan(_explain_prepared(conn, params))
 
 
+def plan_sweep(dsn: str, worker_id: str) -> dict[int, dict[str, str]]:
+    """The verdict on the custom and the forced generic plan of the claim at every size in
+    CLAIM_SIZES: the worker claims any of them, depending on its concurrency and prefetch."""
+    params = {"queue": "default", "worker_id": worker_id}
+    verdicts: dict[int, dict[str, str]] = {}
+    with _claim_connection(dsn) as conn:
+        for size, statement in claim_statements(queries.CLAIM_JOBS_TEMPLATE).items():
+            row = conn.execute("EXPLAIN (FORMAT JSON) " + statement, params).fetchone()
+            assert row is not None
+            verdicts[size] = {"custom": judge_plan(row[0])["verdict"]}
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        for size, statement in claim_statements(queries.CLAIM_JOBS_TEMPLATE).items():
+            _prepare(conn, statement)
+            verdicts[size]["generic"] = judge_plan(_explain_prepared(conn, params))["verdict"]
+            conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(CLAIM_NAME)))
+        conn.rollback()
+    return verdicts
+
+
+def failing_sizes(verdicts: dict[int, dict[str, str]], kind: str) -> str:
+    """The claim sizes whose `kind` plan is not ok, e.g. '320, 400, 500', or 'none'."""
+    bad = [str(size) for size, v in verdicts.items() if v[kind] != "ok"]
+    return ", ".join(bad) or "none"
+
+
 # --- latency -------------------------------------------------------------------------------
 
 
@@ -227,6 +255,7 @@ def run(ctx: Context) -> dict[str, Any]:
     s = ctx.settings
     sizes = sorted({claim_size_below(size) for size in s.claim_sizes})
     levels: list[dict[str, Any]] = []
+    sweeps: dict[int, dict[int, dict[str, str]]] = {}
     with connect(ctx.dsn) as conn:
         reset_jobs(conn)
         ctx.progress.step(f"claim: {s.finished_rows:,} finished rows")
@@ -239,6 +268,8 @@ def run(ctx: Context) -> dict[str, Any]:
             insert_future_jobs(conn, backlog // 10 - future)
             pending, future = backlog, backlog // 10
             settle(conn)
+            # Before any claim: rolled-back claims leave dead rows that change the costs.
+            sweeps[backlog] = plan_sweep(ctx.dsn, worker_id)
             for size in sizes:
                 ctx.progress.step(
                     f"claim: {s.claim_executions:,} claims of {size}, {short(backlog)}"
@@ -311,6 +342,18 @@ def run(ctx: Context) -> dict[str, Any]:
         ],
     )
     ctx.show(
+        f"plans of the claim at every size the worker uses ({queries.CLAIM_SIZES[0]} to"
+        f" {queries.CLAIM_SIZES[-1]}), planned right after the load",
+        [
+            {
+                "pending": short(backlog),
+                "custom plan not ok at sizes": failing_sizes(verdicts, "custom"),
+                "forced generic not ok at sizes": failing_sizes(verdicts, "generic"),
+            }
+            for backlog, verdicts in sweeps.items()
+        ],
+    )
+    ctx.show(
         "diagnostic (no target): the same backlog with its future rows at priority -1, ahead"
         " of the due rows in the claim index",
         [
@@ -330,5 +373,11 @@ def run(ctx: Context) -> dict[str, Any]:
         "ratios": {str(k): v for k, v in ratios.items()},
         "max_ratio": max(ratios.values()),
         "plans_ok": all(r["plans_ok"] for r in levels),
+        "sweeps": {str(k): {str(s): v for s, v in sw.items()} for k, sw in sweeps.items()},
+        "sweeps_ok": all(
+            v["custom"] == "ok" and v["generic"] == "ok"
+            for sw in sweeps.values()
+            for v in sw.values()
+        ),
         "diagnostic_future_ahead": diagnostic,
     }
