@@ -200,8 +200,7 @@ def server_info(dsn: str) -> dict[str, str]:
     )  # fmt: skip
     with connect(dsn) as conn:
         rows = conn.execute(
-            "SELECT name, setting || coalesce(' ' || unit, '') FROM pg_settings"
-            " WHERE name = ANY(%s)",
+            "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s)",
             (list(names),),
         ).fetchall()
     return {name: value for name, value in rows}

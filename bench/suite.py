@@ -42,6 +42,12 @@ def run(settings: Settings) -> dict[str, Any]:
             f" {machine()['cores']} cores{' (--quick)' if settings.quick else ''}",
             flush=True,
         )
+        print(
+            "server settings: "
+            + ", ".join(f"{k} {v}" for k, v in server.items() if k != "server_version"),
+            flush=True,
+        )
+        print(f"bench settings: {describe(settings)}", flush=True)
         ctx = Context(settings=settings, dsn=dsn, progress=progress)
         try:
             for name in settings.measures:
@@ -75,6 +81,34 @@ def run(settings: Settings) -> dict[str, Any]:
     took = ", ".join(f"{name} {ctx.results[name]['seconds']:.0f} s" for name in settings.measures)
     print(f"total {report['meta']['seconds']:.0f} s ({took})")
     return report
+
+
+def describe(settings: Settings) -> str:
+    """The settings of the chosen measures, in one line."""
+    s = settings
+    parts = [f"measures {' '.join(s.measures)}", f"repeat {s.repeat}"]
+    if "burndown" in s.measures or "ceiling" in s.measures:
+        best = " ".join(f"{c}:{p}" for c, p in s.best_candidates)
+        parts += [
+            f"jobs {s.jobs:,}",
+            f"concurrency {','.join(map(str, s.concurrency))}",
+            f"best candidates {best or '-'}",
+            f"raw B {','.join(map(str, s.batches))} (B=1: {min(s.jobs, s.raw_single_jobs):,} jobs)",
+            f"poll {s.poll_interval * 1000:g} ms",
+        ]
+    if "io" in s.measures:
+        parts.append(f"io {s.io_jobs:,} jobs at c={s.io_concurrency}")
+    if "enqueue" in s.measures:
+        parts.append(f"enqueue {s.enqueue_single:,} single, {s.enqueue_bulk:,} COPY")
+    if "pickup" in s.measures:
+        parts.append(f"pickup {s.pickup_jobs} jobs every {s.pickup_interval * 1000:g} ms")
+    if "claim" in s.measures:
+        backlogs = " / ".join(f"{b:,}" for b in s.backlogs)
+        parts.append(
+            f"claim backlogs {backlogs} pending, sizes {','.join(map(str, s.claim_sizes))},"
+            f" {s.claim_executions:,} executions, {s.finished_rows:,} finished rows"
+        )
+    return "; ".join(parts)
 
 
 def save(report: dict[str, Any], started: float) -> Path:
