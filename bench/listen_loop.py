@@ -1,4 +1,5 @@
-"""The raw pickup loop: `python -m bench.listen_loop DSN FILE`, the floor under idle pickup.
+"""The raw pickup loop: `python -m bench.listen_loop FILE` (DSN in $PGWORKER_DSN), the floor
+under idle pickup latency.
 
 A minimal process doing what an idle worker must do when a job arrives, and nothing else:
 one connection LISTENs on pgworker_jobs, a second one runs the worker's claim (LIMIT 5)
@@ -60,4 +61,4 @@ def main(dsn: str, path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    sys.exit(main(os.environ["PGWORKER_DSN"], sys.argv[1]))

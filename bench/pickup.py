@@ -70,7 +70,7 @@ def pickup_run(
     """Latencies of `jobs` jobs sent every `interval` s to pgworker (or the raw loop)."""
     with tempfile.TemporaryDirectory(prefix="pgworker-bench-") as tmp:
         record = Path(tmp) / "pickup.txt"
-        command = [sys.executable, "-m", "bench.listen_loop", ctx.dsn, str(record)] if raw else None
+        command = [sys.executable, "-m", "bench.listen_loop", str(record)] if raw else None
         with connect(ctx.dsn) as conn:
             reset_jobs(conn)
             settle(conn)

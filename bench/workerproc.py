@@ -23,14 +23,14 @@ class WorkerFailed(RuntimeError):
 
 
 def worker_command(
-    dsn: str, *, concurrency: int, prefetch: int | None = None, poll_interval: float | None = None
+    *, concurrency: int, prefetch: int | None = None, poll_interval: float | None = None
 ) -> list[str]:
+    """The `pgworker work` command line; the DSN goes in PGWORKER_DSN, out of `ps`."""
     cmd = [
         sys.executable, "-m", "pgworker", "work",
         "--app", "bench.tasks",
         "--concurrency", str(concurrency),
         "--log-level", "warning",
-        "--dsn", dsn,
     ]  # fmt: skip
     if prefetch is not None:
         cmd += ["--prefetch", str(prefetch)]
@@ -45,7 +45,7 @@ class WorkerProcess:
 
     Use it as a context manager: whatever happens in the block, the process is gone after.
     PGWORKER_* variables of the caller's environment are not passed on, so only the flags
-    given here decide how the worker runs.
+    given here decide how the worker runs; the DSN travels in PGWORKER_DSN.
     """
 
     def __init__(
@@ -59,10 +59,11 @@ class WorkerProcess:
         command: list[str] | None = None,
     ) -> None:
         self.command = command or worker_command(
-            dsn, concurrency=concurrency, prefetch=prefetch, poll_interval=poll_interval
+            concurrency=concurrency, prefetch=prefetch, poll_interval=poll_interval
         )
         self._env = {k: v for k, v in os.environ.items() if not k.startswith("PGWORKER_")}
         self._env.update(env or {})
+        self._env["PGWORKER_DSN"] = dsn
         self._log: IO[bytes] | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.spawned_at = 0.0  # time.perf_counter() just before the spawn
