@@ -1,12 +1,13 @@
 """Claim latency with a backlog: the worker's claim at 1k, 100k and 1M due pending rows.
 
 Beside the due rows the table holds finished rows (`finished_rows`, succeeded) and future
-ones (a tenth of the backlog, run_after a day ahead, same priority), as a live queue
-does. Each claim runs in its own transaction, rolled back, so every execution sees the
-same backlog. The statement is the worker's (pgworker.worker.claim_statements), prepared
-on the server and executed on one connection, so PostgreSQL's plan cache treats it as it
-treats the worker's (psycopg prepares a statement after 5 executions): custom plans first,
-then perhaps a generic plan.
+ones (a tenth of the backlog, run_after a day ahead, same priority), as a live queue does.
+Each claim runs in its own transaction, rolled back, so every execution sees the same
+backlog (its aborted row versions stay until a vacuum, as a live queue's claimed ones do:
+"p50 last 100" shows whether that told). The statement is the worker's
+(pgworker.worker.claim_statements), prepared on the server and executed on one
+connection, so PostgreSQL's plan cache treats it as it treats the worker's (psycopg
+prepares a statement after 5 executions): custom plans first, then perhaps a generic plan.
 
 The plan is checked three ways: a plain EXPLAIN (the custom plan for these values), the
 plan the prepared statement runs after all the executions (EXPLAIN EXECUTE, beside
