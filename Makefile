@@ -26,10 +26,11 @@ test: $(STAMP) ## Run the tests (PGWORKER_TEST_DSN, else Docker, else the embedd
 test-unit: $(STAMP) ## Run the unit tests only (no database)
 	$(BIN)/pytest tests/unit
 
-lint: $(STAMP) ## ruff check, ruff format --check, mypy --strict on src
+lint: $(STAMP) ## ruff check, ruff format --check, mypy --strict on src and bench
 	$(BIN)/ruff check src tests migrations bench examples
 	$(BIN)/ruff format --check src tests migrations bench examples
 	$(BIN)/mypy --strict src/pgworker
+	MYPYPATH=src $(BIN)/mypy --strict bench
 
 fmt: $(STAMP) ## Format and autofix with ruff
 	$(BIN)/ruff format src tests migrations bench examples
@@ -45,8 +46,11 @@ schema: $(STAMP) ## Regenerate migrations/schema.sql from a scratch database at 
 demo: $(STAMP) ## Enqueue a few hundred jobs and run a real worker on them (embedded server)
 	$(BIN)/python examples/demo.py
 
-bench-enqueue: $(STAMP) ## Enqueue throughput: raw INSERT loop, client.enqueue, enqueue_many (COPY)
-	$(BIN)/python -m bench enqueue
+bench: $(STAMP) ## Benchmark suite, ~5 min on the embedded server (ARGS="--quick", "--dsn DSN", see --help)
+	$(BIN)/python -m bench $(ARGS)
+
+bench-enqueue: $(STAMP) ## Enqueue throughput only: raw INSERT loop, client.enqueue, enqueue_many (COPY)
+	$(BIN)/python -m bench enqueue $(ARGS)
 
 COMPOSE ?= docker compose
 

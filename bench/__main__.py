@@ -1,29 +1,31 @@
-"""`python -m bench NAME [--dsn DSN]`: run one benchmark (or `all`) on a scratch database."""
+"""`python -m bench [MEASURE ...] [--quick] [--dsn DSN] ...`: see `python -m bench --help`."""
 
 from __future__ import annotations
 
-import argparse
-import os
+import signal
 import sys
+from collections.abc import Sequence
+from types import FrameType
 
-from bench.common import scratch_database
+from bench.settings import parse_args
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("name", choices=["enqueue", "all"])
-    parser.add_argument(
-        "--dsn",
-        default=os.environ.get("PGWORKER_BENCH_DSN"),
-        help="server to measure on (default: $PGWORKER_BENCH_DSN, else the embedded server)",
-    )
-    parser.add_argument("--repeat", type=int, default=3, help="runs per measure (median)")
-    args = parser.parse_args()
-    with scratch_database(args.dsn) as dsn:
-        if args.name in ("enqueue", "all"):
-            from bench import enqueue
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    # SIGTERM unwinds like Ctrl-C: the finally blocks stop the worker process, drop the
+    # scratch database and stop the embedded server.
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
-            enqueue.run(dsn, repeat=args.repeat)
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = parse_args(argv)
+    from bench.suite import run
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        run(settings)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
     return 0
 
 

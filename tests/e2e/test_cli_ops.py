@@ -14,7 +14,6 @@ import psycopg.conninfo
 import pytest
 
 from proxy import NotificationDroppingProxy
-
 from support import Run, count_jobs, job_row, make_job, make_worker, one_line_error
 
 Conn = psycopg.Connection[Any]

@@ -16,8 +16,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from proxy import Proxy
 
+from proxy import Proxy
 from support import count_jobs, job_row, make_job, wait_until
 from workers import Spawner, WorkerProcess, executions
 

@@ -11,8 +11,8 @@ import pytest
 from psycopg import sql
 
 from pgworker.doctor import OK, SKIPPED, WARNING, Check, run_checks
-from proxy import NotificationDroppingProxy
 
+from proxy import NotificationDroppingProxy
 from support import make_job, make_worker
 
 Conn = psycopg.Connection[Any]
