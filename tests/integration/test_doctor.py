@@ -11,6 +11,7 @@ import pytest
 from psycopg import sql
 
 from pgworker.doctor import OK, SKIPPED, WARNING, Check, run_checks
+from pgworker.migrate import SCHEMA_REVISION
 
 from proxy import NotificationDroppingProxy
 from support import make_job, make_worker
@@ -32,7 +33,7 @@ def test_a_healthy_database(dsn: str, conn: Conn) -> None:
     ]  # fmt: skip
     healthy = {name: c.status for name, c in checks.items() if name != "vacuum"}
     assert set(healthy.values()) == {OK}, [c for c in checks.values() if c.status != OK]
-    assert checks["schema"].reason == "at head (0002)"
+    assert checks["schema"].reason == f"at head ({SCHEMA_REVISION})"
     assert checks["listen"].reason.startswith("a NOTIFY came back through LISTEN in")
     assert checks["claim_plan"].reason == "the claim of queue 'default' walks jobs_claim_idx"
     # This machine's server may run without autovacuum: the check must say so.
