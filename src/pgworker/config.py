@@ -167,12 +167,14 @@ class Retention:
 
 
 def default_prefetch(concurrency: int) -> int:
-    """Jobs claimed ahead of free threads: 20 per thread, at least 50, at most 500.
+    """Jobs claimed ahead of free threads: 200 per thread, at most 1,000.
 
-    Throughput is claim batch size over the claim's round trip; a buffer of this size keeps
-    claims at 50-500 jobs. The executor shrinks it while handlers are slow.
+    Throughput is claim batch size over the claim's round trip, and the worker claims when
+    half the buffer is gone: 1,000 keeps claims at 500 jobs. Measured on 2 cores, no-op jobs,
+    concurrency 5: prefetch 100 ran 23k jobs/s, 500 ran 32k, 1,000 ran 41k. The executor
+    uses only what ~50 ms of recent handler time justifies, so slow handlers prefetch little.
     """
-    return min(500, max(50, 20 * concurrency))
+    return min(1000, 200 * concurrency)
 
 
 @dataclass(frozen=True, slots=True)

@@ -255,17 +255,17 @@ class Worker:
         self._claimed_ids.difference_update(job_ids)
         self._wake.set()  # the claim loop may be waiting for room
 
+    def connections(self) -> list[DedicatedConnection]:
+        """Every connection this worker holds: its whole budget on the server."""
+        held = [self._claim_conn, self.completer.connection, self.maintenance.connection]
+        if self.notifier is not None:
+            held.append(self.notifier.connection)
+        return held
+
     def _watch(self) -> int:
         """The watchdog's round: attempts past their timeout, statements past the deadline."""
         deadline = self.config.db_timeout
-        connections = [
-            self._claim_conn,
-            self.completer.connection,
-            self.maintenance.connection,
-        ]
-        if self.notifier is not None:
-            connections.append(self.notifier.connection)
-        for connection in connections:
+        for connection in self.connections():
             if connection.abort_if_stuck(deadline):
                 log.warning(
                     f"a database call took over {deadline:g} s: cut its connection, reconnecting"
@@ -311,14 +311,8 @@ class Worker:
         self.executor.worker_id = self.worker_id
         self._claimed_ids.clear()  # what the old id held was rescued: not ours any more
         self._application_name = f"pgworker:{self.worker_id}"
-        for connection in (
-            self._claim_conn,
-            self.completer.connection,
-            self.maintenance.connection,
-        ):
+        for connection in self.connections():
             connection.application_name = self._application_name
-        if self.notifier is not None:
-            self.notifier.connection.application_name = self._application_name
         self._declared_dead = False
         log.warning(
             "this worker was declared dead by another (no heartbeat for --stale-after):"

@@ -18,10 +18,10 @@ def test_defaults_are_pinned() -> None:
     )  # fmt: skip
     assert config.listen is True
     assert config.queues is None
-    assert config.effective_prefetch == 100
+    assert config.effective_prefetch == 1000
 
 
-@pytest.mark.parametrize(("concurrency", "prefetch"), [(1, 50), (5, 100), (20, 400), (50, 500)])
+@pytest.mark.parametrize(("concurrency", "prefetch"), [(1, 200), (2, 400), (5, 1000), (50, 1000)])
 def test_default_prefetch_follows_concurrency(concurrency: int, prefetch: int) -> None:
     assert default_prefetch(concurrency) == prefetch
 

@@ -59,8 +59,8 @@ def work(
         int | None,
         _opt(
             "--prefetch",
-            "Jobs claimed ahead of free threads. Default: 20 per thread, 50 to 500. Shrinks"
-            " on its own while handlers are slow; 0 turns it off.",
+            "Jobs claimed ahead of free threads. Default: 200 per thread, at most 1000."
+            " Shrinks on its own while handlers are slow; 0 turns it off.",
             min=0,
             show_default=False,
         ),
