@@ -96,6 +96,7 @@ class Worker:
         # Jobs this worker claimed whose outcome is not written yet: the claim thread adds,
         # the completer removes. Set operations are atomic under the GIL.
         self._claimed_ids: set[int] = set()
+        self._claim_lock = threading.Lock()  # one claim at a time on the claim connection
         self._reconcile = False
         self.completer = Completer(
             dsn, application_name=self._application_name, on_written=self._on_written
@@ -116,7 +117,7 @@ class Worker:
             self.notifier = Notifier(
                 dsn,
                 self.queues,
-                self._wake.set,
+                self._on_notify,
                 application_name=self._application_name,
                 on_cancel=self.executor.cancel,
             )
@@ -324,7 +325,6 @@ class Worker:
     # --- the claim loop ---------------------------------------------------------------------
 
     def _claim_loop(self) -> None:
-        executor = self.executor
         wake = self._wake
         poll = self.config.poll_interval
         backoff = Backoff()
@@ -337,15 +337,10 @@ class Worker:
                 if self._reconcile:
                     self._reclaim_lost()
                     self._reconcile = False
-                size = executor.claim_size()
-                if size > 0:
-                    wanted = claim_size_below(size)
-                    rows = self.claim(wanted)
-                    executor.drained = len(rows) < wanted
-                    if rows:
-                        executor.dispatch(rows, self.worker_id)
-                    if not executor.drained:
-                        continue
+                with self._claim_lock:
+                    more = self._claim_and_dispatch()
+                if more:
+                    continue
                 backoff.reset()
                 if failing:
                     failing = False
@@ -363,6 +358,46 @@ class Worker:
                 self._stopping.wait(backoff.next_delay())
                 continue
             wake.wait(poll)
+
+    def _claim_and_dispatch(self) -> bool:
+        """Claim what there is room for and hand it to the threads; True if more may be due.
+
+        The caller holds _claim_lock.
+        """
+        executor = self.executor
+        size = executor.claim_size()
+        if size <= 0:
+            return False
+        wanted = claim_size_below(size)
+        rows = self.claim(wanted)
+        executor.drained = len(rows) < wanted
+        if rows:
+            executor.dispatch(rows, self.worker_id)
+        return not executor.drained
+
+    def _on_notify(self) -> None:
+        """Jobs were inserted into a served queue.
+
+        An idle worker claims them right here, on the notifier's thread: one thread hand-off
+        less between the insert's commit and the handler (idle pickup p50 1.25 -> ~1.0 ms on
+        2 cores). A busy worker only wakes its claim loop, which is claiming anyway.
+        """
+        idle = self.executor.drained and not (
+            self._stopping.is_set() or self._declared_dead or self._reconcile
+        )
+        if not idle or not self._claim_lock.acquire(blocking=False):
+            self._wake.set()
+            return
+        try:
+            if self._claim_and_dispatch():
+                self._wake.set()
+        except Exception:
+            # The claim loop owns connection trouble: it reconnects, logs and reconciles.
+            self._claim_conn.discard()
+            self._reconcile = True
+            self._wake.set()
+        finally:
+            self._claim_lock.release()
 
     def claim(self, size: int) -> list[Row]:
         """Claim up to `size` due jobs (one of CLAIM_SIZES) for this worker."""
