@@ -57,7 +57,7 @@ def run(settings: Settings) -> dict[str, Any]:
         finally:
             progress.finish()
     summary = summarise(ctx.results)
-    ctx.show("summary against the targets of issue 7", summary)
+    ctx.show("summary against the targets", summary)
     if settings.quick:
         print("--quick: small sizes and single runs; not comparable with the targets.")
     report: dict[str, Any] = {

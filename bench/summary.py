@@ -1,4 +1,4 @@
-"""The targets of issue 7 and how the measured numbers compare with them."""
+"""The performance targets and how the measured numbers compare with them."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from pgworker import queries
 from pgworker.worker import claim_statements
 
 
-def test_no_measure_means_all_at_the_issue_sizes() -> None:
+def test_no_measure_means_all_at_the_default_sizes() -> None:
     settings = parse_args([])
     assert settings.measures == MEASURES
     assert (settings.jobs, settings.repeat) == (100_000, 3)
