@@ -149,12 +149,16 @@ def _seed(conn: psycopg.Connection[Any], due: int, future: int, finished: int) -
     conn.execute("VACUUM ANALYZE pgworker.jobs")
 
 
-@pytest.mark.parametrize(("due", "size"), [(20_000, 200), (0, 200), (50, 200)])
+@pytest.mark.parametrize(
+    ("due", "future", "finished", "size"),
+    [(20_000, 20_000, 20_000, 200), (0, 20_000, 20_000, 200), (50, 20_000, 20_000, 200),
+     (1_000, 100, 10_000, 100)],  # a small table, where a sequential scan looks cheap
+)  # fmt: skip
 def test_the_claim_walks_the_claim_index_only(
-    registered: psycopg.Connection[Any], due: int, size: int
+    registered: psycopg.Connection[Any], due: int, future: int, finished: int, size: int
 ) -> None:
     conn = registered
-    _seed(conn, due=due, future=20_000, finished=20_000)
+    _seed(conn, due=due, future=future, finished=finished)
     params = {"queue": "default", "worker_id": WORKER}
     for _ in range(10):  # psycopg prepares after 5 runs; the server may go generic after 5
         with conn.transaction():
@@ -165,6 +169,8 @@ def test_the_claim_walks_the_claim_index_only(
     scans = {(n["Node Type"], n.get("Index Name")) for n in nodes if "Scan" in n["Node Type"]}
     assert not [n for n in nodes if n["Node Type"] == "Seq Scan" and n["Relation Name"] == "jobs"]
     assert ("Index Scan", "jobs_claim_idx") in scans
+    if due:
+        assert ("Tid Scan", None) in scans  # the claimed rows are updated in place
     # Finding the rows reads a handful of pages whether 0, 50 or 20,000 jobs are due, with
     # 20,000 future and 20,000 finished rows beside them. (Updating each claimed row costs
     # its own ~13 pages: heap, primary key, jobs_rescue_idx.)
