@@ -107,3 +107,13 @@ def test_the_server_form_of_the_claim_has_only_positional_parameters() -> None:
     assert "$1" in statement
     assert "$2" in statement
     assert "LIMIT 100" in statement
+
+
+def test_sorting_the_claimed_rows_only_passes() -> None:
+    verdict = judge_plan(
+        _plan(
+            {"Node Type": "Index Scan", "Index Name": "jobs_claim_idx", "Relation Name": "jobs"},
+            {"Node Type": "Sort", "Plans": [{"Node Type": "CTE Scan", "CTE Name": "claimed"}]},
+        )
+    )
+    assert verdict["ok"]
