@@ -74,6 +74,14 @@ def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _nodes(child)
 
 
+def _input(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The nodes a node reads rows from: its subtree without InitPlans and CTEs hung on it."""
+    for child in node.get("Plans", ()):
+        if child.get("Parent Relationship") not in ("InitPlan", "SubPlan"):
+            yield child
+            yield from _input(child)
+
+
 def judge_plan(explained: Any) -> dict[str, Any]:
     """What an EXPLAIN (FORMAT JSON) of the claim shows: its scans, and whether it passes."""
     root = explained[0]["Plan"]
@@ -92,7 +100,7 @@ def judge_plan(explained: Any) -> dict[str, Any]:
         # Sorting rows read from jobs means sorting the backlog (the `queue = ANY(...)` trap);
         # the claim's final ORDER BY sorts only the rows it just claimed (a CTE Scan).
         if kind in ("Sort", "Incremental Sort") and any(
-            child.get("Relation Name") == "jobs" for child in _nodes(node)
+            child.get("Relation Name") == "jobs" for child in _input(node)
         ):
             sort_jobs = True
     problems = [

@@ -113,7 +113,21 @@ def test_sorting_the_claimed_rows_only_passes() -> None:
     verdict = judge_plan(
         _plan(
             {"Node Type": "Index Scan", "Index Name": "jobs_claim_idx", "Relation Name": "jobs"},
-            {"Node Type": "Sort", "Plans": [{"Node Type": "CTE Scan", "CTE Name": "claimed"}]},
+            {
+                "Node Type": "Sort",
+                "Plans": [
+                    {
+                        "Node Type": "Update",
+                        "Parent Relationship": "InitPlan",
+                        "Plans": [{"Node Type": "Tid Scan", "Relation Name": "jobs"}],
+                    },
+                    {
+                        "Node Type": "CTE Scan",
+                        "CTE Name": "claimed",
+                        "Parent Relationship": "Outer",
+                    },
+                ],
+            },
         )
     )
     assert verdict["ok"]
