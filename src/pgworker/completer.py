@@ -27,7 +27,11 @@ class Ending(NamedTuple):
     worker_id: str
     status: str  # 'pending', 'failed' or 'cancelled'
     delay: float = 0.0  # seconds before a 'pending' job may run again
-    refund: int = 0  # 1 takes the attempt back (hand-back at shutdown)
+    refund: int = 0  # 1 takes the attempt back (a job that never ran, or ran into shutdown)
+    # A live worker's give-back of a job it never started. Never retried: if the write fails
+    # its outcome is unknown, and a retry could refund a later claim of the same job by the
+    # same worker. The worker's reconciliation finds such a job still held and gives it back.
+    reconcile: bool = False
     max_attempts: int | None = None  # replaces the job's max_attempts when set
     error: str | None = None  # becomes last_error
     summary: str | None = None  # appended to the error history
@@ -54,8 +58,10 @@ class Completer:
         *,
         application_name: str,
         on_written: Callable[[list[int]], None] | None = None,
+        on_dropped: Callable[[], None] | None = None,
     ) -> None:
         self._on_written = on_written  # gets the job ids of every write that went through
+        self._on_dropped = on_dropped  # told when give-backs were dropped after a failure
         self._conn = DedicatedConnection(dsn, application_name=application_name)
         # Outcomes, flush markers (an Event set once everything before it is written), and
         # None to wake the thread for stopping.
@@ -163,7 +169,16 @@ class Completer:
             try:
                 self._write(kind, worker_id, batch)
             except BaseException:
-                self._held = [o for _, _, rest in batches[index:] for o in rest] + self._held
+                unwritten = [o for _, _, rest in batches[index:] for o in rest]
+                dropped = [o for o in unwritten if isinstance(o, Ending) and o.reconcile]
+                if dropped:
+                    unwritten = [
+                        o for o in unwritten if not (isinstance(o, Ending) and o.reconcile)
+                    ]
+                    self._written([o.job_id for o in dropped])  # no longer waited for
+                    if self._on_dropped is not None:
+                        self._on_dropped()
+                self._held = unwritten + self._held
                 raise
         for marker in self._markers:
             marker.set()

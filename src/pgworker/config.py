@@ -120,6 +120,32 @@ def home_dir(environ: Mapping[str, str] | None = None) -> Path:
     return Path(env.get("PGWORKER_HOME") or DEFAULT_HOME).expanduser().resolve()
 
 
+def import_attribute(
+    spec: str, flag: str, *, default: str | None = None, shape: str = "MODULE:ATTRIBUTE"
+) -> tuple[str, object]:
+    """Import `MODULE:ATTRIBUTE` named by a flag (--app, --redact); returns (name, object).
+
+    The current directory is importable, as when running `python -m`. Every failure is a
+    ConfigError with one line; an attribute that does not exist comes back as None.
+    """
+    import importlib
+    import sys
+
+    module_name, _, attribute = spec.partition(":")
+    attribute = attribute or default or ""
+    if not module_name or not attribute:
+        raise ConfigError(f"invalid {flag} {spec!r}: expected {shape}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ConfigError(
+            f"cannot import {flag} {module_name!r}: {type(exc).__name__}: {first_line(str(exc))}"
+        ) from None
+    return f"{module_name}.{attribute}", getattr(module, attribute, None)
+
+
 def first_line(text: str) -> str:
     """The first non-empty line of a (possibly multi-line) error text."""
     for line in text.splitlines():

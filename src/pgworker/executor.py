@@ -147,6 +147,9 @@ class Executor:
         self._finished = 0  # jobs whose thread returned, ever
         self._rate_samples: deque[tuple[float, int]] = deque()  # (monotonic, _finished)
         self.worker_id = ""
+        # Told the ids of jobs given back while the worker runs on (the worker stops counting
+        # them as its own before the write).
+        self.on_given_back: Callable[[list[int]], None] | None = None
         self.stopping = False
         self.drained = False  # the last claim found fewer jobs than it asked for
         self._debug = False
@@ -454,58 +457,57 @@ class Executor:
         """Return buffered jobs that would wait more than GIVE_BACK_HORIZON s to start.
 
         Jobs prefetched while handlers were fast would otherwise wait behind slow ones while
-        idle workers could run them. They go back due at once, with one more attempt granted
-        instead of a refund: a live worker's attempts only grow (see RETRY_OR_FAIL_JOBS).
+        idle workers could run them. They go back due at once, their attempt refunded (they
+        never ran), as reconcilable give-backs (see Ending.reconcile).
         """
         rate = self.finishing_rate()
         if rate is None:
             return 0
         excess = self._buffer.qsize() - int(rate * GIVE_BACK_HORIZON)
-        count = 0
-        while count < excess:
-            try:
-                item = self._buffer.get_nowait()
-            except queue.Empty:
-                break
-            if item is None:
-                self._buffer.put(None)
-                break
-            row, worker_id = item
-            if worker_id == self.worker_id:
-                task = self._registry.get(row[1])
-                limit = row[4] or (task.max_attempts if task else MAX_MAX_ATTEMPTS)
-                self._completer.submit(
-                    Ending(
-                        row[0], row[3], worker_id, "pending",
-                        max_attempts=min(limit + 1, MAX_MAX_ATTEMPTS),
-                    )
-                )  # fmt: skip
-            self._release()
-            count += 1
-        if count:
+        if excess <= 0:
+            return 0
+        rows = self._take_buffered(excess)
+        if rows and self.on_given_back is not None:
+            self.on_given_back([row[0] for row in rows])
+        for row in rows:
+            self._completer.submit(
+                Ending(row[0], row[3], self.worker_id, "pending", refund=1, reconcile=True)
+            )
+        if rows:
             log.info(
                 "handlers turned slow: gave prefetched jobs back to the queue",
-                extra={"count": count, "worker_id": self.worker_id},
+                extra={"count": len(rows), "worker_id": self.worker_id},
             )
-        return count
+        return len(rows)
 
     def hand_back_buffered(self) -> int:
         """Give every buffered (not started) job back to the queue, its attempt refunded."""
+        rows = self._take_buffered(None)
+        for row in rows:
+            self._completer.submit(Ending(row[0], row[3], self.worker_id, "pending", refund=1))
+        return len(rows)
+
+    def _take_buffered(self, limit: int | None) -> list[Row]:
+        """Take up to `limit` (None: all) jobs out of the buffer, before any thread starts them.
+
+        Rows claimed under an id since declared dead are dropped (they were rescued).
+        """
+        taken: list[Row] = []
         count = 0
-        while True:
+        while limit is None or count < limit:
             try:
                 item = self._buffer.get_nowait()
             except queue.Empty:
                 break
-            if item is None:
+            if item is None:  # a thread's stop signal: leave it for the thread
                 self._buffer.put(None)
                 break
+            count += 1
+            self._release()
             row, worker_id = item
             if worker_id == self.worker_id:
-                self._completer.submit(Ending(row[0], row[3], worker_id, "pending", refund=1))
-            self._release()
-            count += 1
-        return count
+                taken.append(row)
+        return taken
 
     def hand_back_running(self, reason: str) -> int:
         """Give back every attempt still running (shutdown timeout): pending, attempt refunded."""

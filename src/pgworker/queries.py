@@ -80,6 +80,23 @@ WHERE id = %(id)s
 
 # --- the claim -----------------------------------------------------------------------------
 
+# The end of both claims: mark the rows of `next` claimed by this worker and return them in
+# claim order.
+_CLAIM_NEXT: Final[LiteralString] = """claimed AS (
+    UPDATE pgworker.jobs AS j
+    SET status = 'processing',
+        attempts = j.attempts + 1,
+        started_at = now(),
+        worker_id = %(worker_id)s
+    WHERE j.ctid = ANY (ARRAY(SELECT ctid FROM next))
+    RETURNING j.id, j.task, j.queue, j.attempts, j.max_attempts, j.payload::text AS payload,
+              j.priority, j.run_after
+)
+SELECT id, task, queue, attempts, max_attempts, payload{pickup}
+FROM claimed
+ORDER BY priority, run_after, id
+"""
+
 # Claims up to {limit} due jobs of one queue, in claim order (priority, run_after, id), for
 # one worker. Row locks last only for this statement: nothing is held while handlers run;
 # rows another claim has locked are skipped, never waited for.
@@ -100,7 +117,8 @@ WHERE id = %(id)s
 # the row lock): joined on id, or even on ctid, the planner chose a hash join over a
 # sequential scan of the whole table when it was small (5 ms a claim against 1 ms). The
 # rows come back in claim order, so a worker starts them in that order.
-CLAIM_JOBS_TEMPLATE: Final[LiteralString] = """
+CLAIM_JOBS_TEMPLATE: Final[LiteralString] = (
+    """
 WITH RECURSIVE priorities (priority) AS (
     (
         SELECT priority
@@ -142,26 +160,16 @@ next AS (
       AND NOT EXISTS (SELECT 1 FROM pgworker.queues WHERE name = %(queue)s AND paused)
     LIMIT {limit}
 ),
-claimed AS (
-    UPDATE pgworker.jobs AS j
-    SET status = 'processing',
-        attempts = j.attempts + 1,
-        started_at = now(),
-        worker_id = %(worker_id)s
-    WHERE j.ctid = ANY (ARRAY(SELECT ctid FROM next))
-    RETURNING j.id, j.task, j.queue, j.attempts, j.max_attempts, j.payload::text AS payload,
-              j.priority, j.run_after
-)
-SELECT id, task, queue, attempts, max_attempts, payload{pickup}
-FROM claimed
-ORDER BY priority, run_after, id
 """
+    + _CLAIM_NEXT
+)
 
 # The claim for several queues in one round trip: the same walk over every (queue, priority)
 # of the served, unpaused queues, never `queue = ANY(...)`, which made PostgreSQL 15 sort the
 # whole backlog (12x slower). The final ORDER BY keeps the claim order across queues, at the
 # cost of locking up to {limit} rows per (queue, priority) for the statement's duration.
-CLAIM_JOBS_MULTI_TEMPLATE: Final[LiteralString] = """
+CLAIM_JOBS_MULTI_TEMPLATE: Final[LiteralString] = (
+    """
 WITH RECURSIVE keys (queue, priority) AS (
     SELECT served.queue,
            (
@@ -209,20 +217,9 @@ next AS (
     ORDER BY due.priority, due.run_after, due.id
     LIMIT {limit}
 ),
-claimed AS (
-    UPDATE pgworker.jobs AS j
-    SET status = 'processing',
-        attempts = j.attempts + 1,
-        started_at = now(),
-        worker_id = %(worker_id)s
-    WHERE j.ctid = ANY (ARRAY(SELECT ctid FROM next))
-    RETURNING j.id, j.task, j.queue, j.attempts, j.max_attempts, j.payload::text AS payload,
-              j.priority, j.run_after
-)
-SELECT id, task, queue, attempts, max_attempts, payload{pickup}
-FROM claimed
-ORDER BY priority, run_after, id
 """
+    + _CLAIM_NEXT
+)
 
 # {pickup} is empty, or this extra column when the worker exports metrics: seconds between the
 # job becoming due and this claim (the pickup latency), measured on the database's clock.
@@ -255,10 +252,11 @@ WHERE j.id = done.id
 """
 
 # Every other end of an attempt, one row each: back to 'pending' after a delay (a retry,
-# RetryLater, a hand-back at shutdown), or 'failed' / 'cancelled'. `refund` takes the attempt
-# back (hand-back at shutdown only: that worker never claims again under its id), a non-null
-# `max_attempts` replaces the job's (RetryLater grants one more attempt instead of a refund,
-# so attempts only ever grow while a worker lives and the fence stays unique). A job whose
+# RetryLater, a hand-back), or 'failed' / 'cancelled'. `refund` takes the attempt back, for
+# jobs that never ran or ran into a shutdown: at shutdown that worker never claims again under
+# its id; a live worker's refunding writes are never retried (completer.Ending.reconcile), so
+# no retried write can refund a later claim of the same job. A non-null `max_attempts`
+# replaces the job's (RetryLater grants one more attempt: the attempt did run). A job whose
 # cancellation was requested ends 'cancelled' whatever its attempt's outcome.
 RETRY_OR_FAIL_JOBS: Final[LiteralString] = """
 UPDATE pgworker.jobs AS j

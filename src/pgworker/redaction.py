@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Final
 
+from pgworker.config import import_attribute
 from pgworker.errors import ConfigError
 from pgworker.logs import RateLimiter
 
@@ -51,24 +52,8 @@ def _warn(what: str) -> None:
 
 def load_redactor(spec: str) -> Redactor:
     """Import `MODULE:FUNCTION` (the --redact flag) and return the function."""
-    import importlib
-    import os
-    import sys
-
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise ConfigError(f"invalid --redact {spec!r}: expected MODULE:FUNCTION")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else ""
-        raise ConfigError(
-            f"cannot import --redact {module_name!r}: {type(exc).__name__}: {detail}"
-        ) from None
-    function = getattr(module, attribute, None)
+    name, function = import_attribute(spec, "--redact", shape="MODULE:FUNCTION")
     if not callable(function):
-        raise ConfigError(f"--redact {spec!r}: {module_name}.{attribute} is not a function")
+        raise ConfigError(f"--redact {spec!r}: {name} is not a function")
     redactor: Redactor = function
     return redactor

@@ -91,34 +91,14 @@ class TaskRegistry:
 
 
 def load_registry(spec: str) -> TaskRegistry:
-    """Import `module[:attribute]` (attribute defaults to `registry`) and return the registry.
-
-    The current directory is importable, as when running `python -m`.
-    """
-    import importlib
-    import os
-    import sys
-
+    """Import `module[:attribute]` (attribute defaults to `registry`) and return the registry."""
+    from pgworker.config import import_attribute
     from pgworker.errors import ConfigError
 
-    module_name, _, attribute = spec.partition(":")
-    attribute = attribute or "registry"
-    if not module_name:
-        raise ConfigError(f"invalid --app {spec!r}: expected MODULE[:ATTRIBUTE]")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else ""
-        raise ConfigError(
-            f"cannot import --app {module_name!r}: {type(exc).__name__}: {detail}"
-        ) from None
-    registry = getattr(module, attribute, None)
+    name, registry = import_attribute(spec, "--app", default="registry", shape="MODULE[:ATTRIBUTE]")
     if not isinstance(registry, TaskRegistry):
         found = "nothing" if registry is None else f"a {type(registry).__name__}"
         raise ConfigError(
-            f"--app {spec!r}: {module_name}.{attribute} should be a pgworker.TaskRegistry,"
-            f" found {found}"
+            f"--app {spec!r}: {name} should be a pgworker.TaskRegistry, found {found}"
         )
     return registry

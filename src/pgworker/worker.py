@@ -19,7 +19,7 @@ from pgworker import queries
 from pgworker.completer import Completer, Ending
 from pgworker.config import WorkerConfig
 from pgworker.db import Backoff, DedicatedConnection, describe_error
-from pgworker.executor import MAX_MAX_ATTEMPTS, Executor, Row
+from pgworker.executor import Executor, Row
 from pgworker.logs import database_trouble
 from pgworker.maintenance import Heartbeat, Maintenance, Pruner, Rescuer, Watchdog
 from pgworker.migrate import require_schema
@@ -99,7 +99,10 @@ class Worker:
         self._claim_lock = threading.Lock()  # one claim at a time on the claim connection
         self._reconcile = False
         self.completer = Completer(
-            dsn, application_name=self._application_name, on_written=self._on_written
+            dsn,
+            application_name=self._application_name,
+            on_written=self._on_written,
+            on_dropped=self._on_dropped,
         )
         self.executor = Executor(
             registry,
@@ -112,6 +115,7 @@ class Worker:
             on_job_end=metrics.job_ended if metrics is not None else None,
         )
         self.executor.worker_id = self.worker_id
+        self.executor.on_given_back = self._on_given_back
         self.notifier: Notifier | None = None
         if self.config.listen:
             self.notifier = Notifier(
@@ -252,6 +256,13 @@ class Worker:
             },
         )
 
+    def _on_dropped(self) -> None:
+        self._reconcile = True
+        self._wake.set()
+
+    def _on_given_back(self, job_ids: list[int]) -> None:
+        self._claimed_ids.difference_update(job_ids)
+
     def _on_written(self, job_ids: list[int]) -> None:
         self._claimed_ids.difference_update(job_ids)
         self._wake.set()  # the claim loop may be waiting for room
@@ -281,15 +292,12 @@ class Worker:
         """
         rows = self._claim_conn.execute(queries.HELD_JOBS, {"id": self.worker_id}).fetchall()
         lost = [row for row in rows if row[0] not in self._claimed_ids]
-        for job_id, task_name, attempts, max_attempts in lost:
-            task = self.registry.get(task_name)
-            limit = max_attempts or (task.max_attempts if task else MAX_MAX_ATTEMPTS)
+        for job_id, _task, attempts, _max_attempts in lost:
+            # Never run here: the attempt is refunded, and the write never retried (if it
+            # fails, the next reconciliation finds the job again).
             self.completer.submit(
-                Ending(
-                    job_id, attempts, self.worker_id, "pending",
-                    max_attempts=min(limit + 1, MAX_MAX_ATTEMPTS),
-                )
-            )  # fmt: skip
+                Ending(job_id, attempts, self.worker_id, "pending", refund=1, reconcile=True)
+            )
         if lost:
             log.warning(
                 "a claim's reply was lost with its connection: gave its jobs back",
