@@ -74,8 +74,6 @@ class Completer:
         self._retrying = False  # the last write failed: its outcome is unknown
         self._count_lock = threading.Lock()
         self._pending = 0
-        self.written = 0
-        self.fenced = 0
         # Test signal: called with (statement, expected rows, changed rows) on a fenced write.
         self.on_fenced: list[Callable[[str, int, int], None]] = []
 
@@ -227,10 +225,8 @@ class Completer:
             self._on_written(job_ids)
 
     def _account(self, statement: str, expected: int, changed: int) -> None:
-        self.written += changed
         if changed < expected:
             missed = expected - changed
-            self.fenced += missed
             allowed, held_back = self._limiter.allow("fenced", missed)
             if allowed and self._retrying:
                 # The failed attempt may have committed before its connection dropped.

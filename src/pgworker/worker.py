@@ -157,8 +157,7 @@ class Worker:
         else:
             self._claims = claim_statements(queries.CLAIM_JOBS_MULTI_TEMPLATE, pickup=pickup)
             self._claim_params = {"queues": list(self.queues)}
-        self.claims = 0  # claim statements run
-        self.claimed = 0  # jobs claimed
+        self.claims = 0  # claim statements run (a test signal)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -413,7 +412,6 @@ class Worker:
         rows = cast(list[Row], self._claim_conn.execute(self._claims[size], params).fetchall())
         self._claimed_ids.update(row[0] for row in rows)
         self.claims += 1
-        self.claimed += len(rows)
         if self._metrics is not None:
             if self._picked_up is not None and rows:
                 self._picked_up(rows)
