@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, LiteralString, Self
 
 import psycopg
 import psycopg.errors
@@ -97,19 +97,19 @@ class Client:
 
         With `conn`, the insert joins that connection's transaction: rolled back, no job.
         """
-        params = {
-            "task": check_name("task", task),
-            "payload": encode_payload(payload),
-            "queue": check_name("queue", queue),
-            "priority": _priority(priority),
-            "run_after": run_after,
-            "delay": _delay(run_after, delay),
-            "max_attempts": max_attempts,
-            "dedup_key": _dedup_key(dedup_key),
-        }
+        statement: LiteralString = queries.ENQUEUE_JOB
+        params: tuple[Any, ...] = (
+            check_name("task", task),
+            encode_payload(payload),
+            check_name("queue", queue),
+            _priority(priority),
+        )
+        if run_after is not None or delay or max_attempts is not None or dedup_key is not None:
+            statement = queries.ENQUEUE_JOB_WITH_OPTIONS
+            params += (run_after, _delay(run_after, delay), max_attempts, _dedup_key(dedup_key))
         with self._connection(conn) as connection, _refusals():
-            row = connection.execute(queries.ENQUEUE_JOB, params).fetchone()
-        return int(row[0]) if row and row[0] is not None else None
+            row = connection.execute(statement, params).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
 
     def enqueue_many(
         self,

@@ -22,6 +22,9 @@ class JobStatus(StrEnum):
 
 FINISHED_STATUSES: Final = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
+# One encoder for every payload: json.dumps() with options builds a new one per call.
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
 # An escaped NUL (\u0000) not itself escaped: jsonb cannot store it.
 _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
@@ -31,7 +34,7 @@ def encode_payload(payload: Any) -> str:
     if payload is None:
         return "{}"
     try:
-        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text = _ENCODER.encode(payload)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"payload is not JSON-serializable: {exc}") from None
     if "\\u0000" in text and _ESCAPED_NUL.search(text):

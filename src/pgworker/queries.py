@@ -15,18 +15,26 @@ from typing import Final, LiteralString
 # The function checks its arguments with the jobs CHECKs' names, and inserts with ON CONFLICT
 # on jobs_dedup_key_idx only when a dedup_key is given. Row lock on the new row only.
 # Every argument is cast: psycopg sends a large Python int as bigint, which would match no
-# function.
+# function. Positional parameters, and the four usual arguments alone, keep the client's
+# share of an enqueue small (each parameter is dumped and sent every time).
 ENQUEUE_JOB: Final[LiteralString] = """
 SELECT pgworker.enqueue(
-    task => %(task)s::text,
-    payload => %(payload)s::jsonb,
-    queue => %(queue)s::text,
-    priority => %(priority)s::integer,
-    run_after => coalesce(
-        %(run_after)s::timestamptz, now() + make_interval(secs => %(delay)s::float8)
-    ),
-    max_attempts => %(max_attempts)s::integer,
-    dedup_key => %(dedup_key)s::text
+    task => %s::text,
+    payload => %s::jsonb,
+    queue => %s::text,
+    priority => %s::integer
+)
+"""
+# The same with every argument, when one of the last four is given.
+ENQUEUE_JOB_WITH_OPTIONS: Final[LiteralString] = """
+SELECT pgworker.enqueue(
+    task => %s::text,
+    payload => %s::jsonb,
+    queue => %s::text,
+    priority => %s::integer,
+    run_after => coalesce(%s::timestamptz, now() + make_interval(secs => %s::float8)),
+    max_attempts => %s::integer,
+    dedup_key => %s::text
 )
 """
 
