@@ -15,6 +15,8 @@ from typing import Any, Final
 from pgworker.completer import Completer, Ending
 from pgworker.context import JobContext
 from pgworker.errors import PermanentError, RetryLater
+from pgworker.logs import RateLimiter
+from pgworker.maintenance import Heartbeat
 from pgworker.redaction import Redactor, redact_text
 from pgworker.tasks import Task, TaskRegistry
 
@@ -128,6 +130,7 @@ class Executor:
         redact: Redactor | None = None,
         log_payloads: bool = False,
         on_job_end: Callable[[str, str, str, float], None] | None = None,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self._registry = registry
         self._completer = completer
@@ -137,6 +140,8 @@ class Executor:
         self._redact = redact
         self._log_payloads = log_payloads  # off: no log line carries a payload
         self._on_job_end = on_job_end  # metrics: (task, queue, status, seconds)
+        self._heartbeat = heartbeat  # None: every claim is trusted (tests without a worker)
+        self._held_limiter = RateLimiter()
         self._buffer: queue.SimpleQueue[tuple[Row, str] | None] = queue.SimpleQueue()
         self._slots = [Slot() for _ in range(concurrency)]
         self._threads: list[threading.Thread] = []
@@ -243,6 +248,13 @@ class Executor:
             # Claimed under an id another worker has since declared dead: the job was
             # rescued and may already run elsewhere. Running it here would be a duplicate.
             return
+        heartbeat = self._heartbeat
+        if (
+            heartbeat is not None
+            and not heartbeat.claims_trusted()
+            and not self._await_trust(heartbeat, worker_id)
+        ):
+            return
         submit = self._completer.submit
         if self.stopping:
             submit(Ending(job_id, attempt, worker_id, "pending", refund=1))
@@ -312,6 +324,27 @@ class Executor:
         self._record_failure(
             error, job_id, attempt, worker_id, task, queue_name, limit, duration, payload_text
         )
+
+    def _await_trust(self, heartbeat: Heartbeat, worker_id: str) -> bool:
+        """Hold a claimed job while no heartbeat has found this worker's row for too long (the
+        process was paused, the database was out of reach): another worker may have declared
+        this one dead and rescued the job. True once a heartbeat finds the row (the claim is
+        still ours) or the worker stops (the job is handed back, fenced); False when this
+        worker was declared dead meanwhile: the job is someone else's now.
+        """
+        while not heartbeat.wait_trusted(0.5):
+            if worker_id != self.worker_id:
+                return False
+            if self.stopping:
+                return True
+            allowed, held = self._held_limiter.allow("held")
+            if allowed:
+                log.warning(
+                    "holding claimed jobs: no heartbeat has reached the database for"
+                    f" {heartbeat.trust_for:g} s, so another worker may have rescued them",
+                    extra={"worker_id": worker_id, "count": held or None},
+                )
+        return worker_id == self.worker_id
 
     def _record_failure(
         self,

@@ -28,7 +28,8 @@ Rescued = tuple[int, str, str, str, str]
 
 
 class Heartbeat:
-    """Keeps this worker's row fresh and knows how long it has been healthy without a gap."""
+    """Keeps this worker's row fresh, knows how long it has been healthy without a gap, and
+    whether its claims can still be trusted to be its own."""
 
     def __init__(self, *, interval: float, stale_after: float) -> None:
         self.interval = interval
@@ -39,9 +40,18 @@ class Heartbeat:
         self.healthy_since: float | None = None
         self.last_ok: float | None = None
         self.cancel_requests: set[int] = set()  # running jobs asked to stop, as last seen
+        # When the last heartbeat that found this worker's row was sent (monotonic; the clock
+        # runs on while the process is stopped). Another worker may declare this one dead
+        # once its heartbeat_at is stale_after old, and heartbeat_at is never older than the
+        # sending: until stale_after - interval after it, no claim of ours can have been
+        # rescued, and a prefetched job may start.
+        self.trust_for = stale_after - interval
+        self._confirmed_at: float | None = None
+        self._confirmed = threading.Condition()
 
     def run_once(self, conn: DedicatedConnection, worker_id: str, busy: int) -> bool:
         """Heartbeat once; False if this worker's row is gone (declared dead by another)."""
+        sent = time.monotonic()
         row = conn.execute(queries.HEARTBEAT, {"id": worker_id, "busy": busy}).fetchone()
         self.cancel_requests = {
             job_id for (job_id,) in conn.execute(queries.CANCEL_REQUESTS, {"id": worker_id})
@@ -49,7 +59,9 @@ class Heartbeat:
         now = time.monotonic()
         if row is None:
             self.failed()
+            self._confirmed_at = None
             return False
+        self.confirmed(sent)
         if self.last_ok is None or now - self.last_ok > self.max_gap:
             self.healthy_since = now
         self.last_ok = now
@@ -63,6 +75,24 @@ class Heartbeat:
         """True once this worker has heartbeated without a gap for stale_after seconds."""
         since = self.healthy_since
         return since is not None and time.monotonic() - since >= self.stale_after
+
+    def confirmed(self, sent: float) -> None:
+        """This worker's row was found (or inserted) by a statement sent at `sent`."""
+        with self._confirmed:
+            self._confirmed_at = sent
+            self._confirmed.notify_all()
+
+    def claims_trusted(self) -> bool:
+        """True while no claim of this worker can have been rescued by another."""
+        at = self._confirmed_at
+        return at is not None and time.monotonic() - at < self.trust_for
+
+    def wait_trusted(self, timeout: float) -> bool:
+        """Wait up to `timeout` for a heartbeat that makes claims_trusted() true again."""
+        with self._confirmed:
+            if not self.claims_trusted():
+                self._confirmed.wait(timeout)
+        return self.claims_trusted()
 
 
 class Rescuer:

@@ -104,6 +104,9 @@ class Worker:
             on_written=self._on_written,
             on_dropped=self._on_dropped,
         )
+        self.heartbeat = Heartbeat(
+            interval=self.config.heartbeat_interval, stale_after=self.config.stale_after
+        )
         self.executor = Executor(
             registry,
             self.completer,
@@ -113,6 +116,7 @@ class Worker:
             redact=redact,
             log_payloads=self.config.log_payloads,
             on_job_end=metrics.job_ended if metrics is not None else None,
+            heartbeat=self.heartbeat,
         )
         self.executor.worker_id = self.worker_id
         self.executor.on_given_back = self._on_given_back
@@ -125,9 +129,6 @@ class Worker:
                 application_name=self._application_name,
                 on_cancel=self.executor.cancel,
             )
-        self.heartbeat = Heartbeat(
-            interval=self.config.heartbeat_interval, stale_after=self.config.stale_after
-        )
         self.maintenance = Maintenance(
             dsn,
             application_name=self._application_name,
@@ -243,6 +244,7 @@ class Worker:
         self._insert_worker_row()
 
     def _insert_worker_row(self) -> None:
+        sent = time.monotonic()
         self._claim_conn.execute(
             queries.REGISTER_WORKER,
             {
@@ -254,6 +256,7 @@ class Worker:
                 "concurrency": self.config.concurrency,
             },
         )
+        self.heartbeat.confirmed(sent)
 
     def _on_dropped(self) -> None:
         self._reconcile = True

@@ -123,6 +123,42 @@ def test_a_paused_worker_changes_nothing_when_it_resumes(
     _stop(paused, rescuer)
 
 
+def test_a_paused_worker_does_not_run_the_jobs_it_had_prefetched(
+    spawn: Spawner, conn: psycopg.Connection[Any]
+) -> None:
+    # Short jobs at --concurrency 1, so the paused worker holds a prefetch buffer: claimed
+    # jobs no thread has started. Another worker rescues them while it is stopped; resumed,
+    # it must not start them (they may be running elsewhere), only finish the one it ran.
+    conn.execute(
+        "INSERT INTO pgworker.jobs (task, payload)"
+        " SELECT 'record', '{\"sleep\": 0.005}' FROM generate_series(1, 400)"
+    )
+    paused = spawn("--concurrency", "1", *PROFILE)
+    paused_id = paused.wait_registered()
+    wait_until(lambda: len(executions(conn)) >= 50, message="the worker warmed up")
+    paused.signal(signal.SIGSTOP)
+    row = conn.execute(
+        "SELECT count(*) FROM pgworker.jobs WHERE status = 'processing' AND worker_id = %s",
+        (paused_id,),
+    ).fetchone()
+    assert row is not None and row[0] >= 3, "the paused worker held no prefetched jobs"
+    held = int(row[0])
+    rescuer = spawn("--concurrency", "2", *PROFILE)
+    rescuer.wait_registered()
+    wait_until(lambda: count_jobs(conn, "succeeded") == 400, timeout=30,
+               message="the rescuer finished every job")  # fmt: skip
+    paused.signal(signal.SIGCONT)
+    wait_until(lambda: "declared dead" in paused.output(), timeout=20,
+               message="the resumed worker re-registered")  # fmt: skip
+    _stop(paused, rescuer)
+    runs = _runs_per_job(conn)
+    assert len(runs) == 400
+    twice = {job_id: r for job_id, r in runs.items() if len(r) > 1}
+    # Only the job running at the pause may have run twice; the other held-1 jobs did not.
+    assert len(twice) <= 1, f"{held} held, ran twice: {twice}"
+    assert count_jobs(conn, "succeeded") == 400
+
+
 def test_chaos_kills_lose_no_job_and_double_runs_only_what_was_running(
     spawn: Spawner, conn: psycopg.Connection[Any]
 ) -> None:
