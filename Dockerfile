@@ -8,4 +8,4 @@ RUN pip install --no-cache-dir '.[metrics]'
 COPY examples ./examples
 ENV PYTHONPATH=/app/examples
 USER nobody
-CMD ["pgworker", "work", "--app", "quick_tasks", "--metrics-port", "9100"]
+CMD ["pgworker", "work", "--app", "demo_tasks", "--metrics-port", "9100"]
