@@ -32,7 +32,7 @@ def main() -> int:
     finally:
         if embedded and not was_running:
             stop_server(home_dir())
-            print("stopped the embedded PostgreSQL it started (data kept in .pgworker/)")
+            print(f"stopped the embedded PostgreSQL it started (data kept in {home_dir()})")
 
 
 def run(dsn: str) -> int:

@@ -27,6 +27,31 @@ def test_demo_runs_every_job_to_its_end(dsn: str, tmp_path: Path) -> None:
     assert "worker exit code 0" in result.stdout
 
 
+def test_demo_on_a_fresh_machine_starts_and_stops_the_embedded_server(
+    run_cli: Run, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    try:
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "demo.py")],
+            env=clean_env(PGWORKER_HOME=str(home)),  # no DSN of any kind
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+    finally:
+        status = run_cli("embedded", "status", env={"PGWORKER_HOME": str(home)})
+        if "running at" in status.stdout:
+            run_cli("embedded", "stop", env={"PGWORKER_HOME": str(home)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "database: postgresql://postgres@/pgworker?host=" in result.stdout
+    assert "succeeded    319  (10 of them after a retry)" in result.stdout
+    assert f"stopped the embedded PostgreSQL it started (data kept in {home})" in result.stdout
+    assert "running at" not in status.stdout
+
+
 def test_embedded_server_from_nothing_to_stopped(run_cli: Run, tmp_path: Path) -> None:
     home = {"PGWORKER_HOME": str(tmp_path / "home")}
     try:
