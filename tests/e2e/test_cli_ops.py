@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import tempfile
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ from proxy import NotificationDroppingProxy
 from support import Run, count_jobs, job_row, make_job, make_worker, one_line_error
 
 Conn = psycopg.Connection[Any]
+Result = subprocess.CompletedProcess[str]
 
 
 @pytest.fixture
@@ -29,6 +33,17 @@ def _ok(result: Any) -> str:
     assert result.returncode == 0, result.stderr
     assert "canary-pw-61" not in result.stdout + result.stderr
     return str(result.stdout)
+
+
+def _run_all(run_cli: Run, env: dict[str, str], *commands: list[str]) -> list[Result]:
+    """Run independent `pgworker` commands side by side; the results in the same order."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(lambda args: run_cli(*args, env=env), commands))
+
+
+def _flat(text: str) -> str:
+    """A paragraph the CLI wrapped at 100 columns, on one line again."""
+    return " ".join(text.split())
 
 
 def _jobs_in_every_state(conn: Conn) -> dict[str, int]:
@@ -107,6 +122,106 @@ def test_jobs_why_for_each_state(run_cli: Run, env: dict[str, str], conn: Conn) 
     conn.execute("INSERT INTO pgworker.queues (name, paused) VALUES ('mail', true)")
     paused = _ok(run_cli("jobs", "why", str(ids["pending"]), env=env))
     assert "queue 'mail' is paused" in paused
+
+
+# Each sets up one reason `jobs why` gives, as tests/integration/test_why.py does, and
+# returns the job and the worker it names ("" for none).
+def _why_no_task(conn: Conn, cli: Callable[..., str]) -> tuple[int, str]:
+    make_worker(conn, str(uuid.uuid4()), tasks=("other", "more"), hostname="web3", pid=33)
+    return make_job(conn, "send"), ""
+
+
+def _why_at_capacity(conn: Conn, cli: Callable[..., str]) -> tuple[int, str]:
+    make_worker(conn, str(uuid.uuid4()), tasks=("send",), busy=5, hostname="web1", pid=11)
+    make_worker(conn, str(uuid.uuid4()), tasks=("send",), busy=2, concurrency=2,
+                hostname="web2", pid=12)  # fmt: skip
+    make_worker(conn, str(uuid.uuid4()), tasks=("other",))  # free, but cannot run it
+    make_job(conn, "send", run_after="-1 second")
+    return make_job(conn, "send"), ""
+
+
+def _why_stale_worker(conn: Conn, cli: Callable[..., str]) -> tuple[int, str]:
+    worker = make_worker(conn, str(uuid.uuid4()), tasks=("send",), heartbeat_age="10 minutes",
+                         hostname="gone1", pid=66)  # fmt: skip
+    job = make_job(conn, "send", status="processing", attempts=1, max_attempts=3,
+                   started_at="-11 minutes", worker_id=worker)  # fmt: skip
+    return job, worker
+
+
+def _why_worker_without_row(conn: Conn, cli: Callable[..., str]) -> tuple[int, str]:
+    worker = str(uuid.uuid4())
+    job = make_job(conn, "send", status="processing", attempts=1, max_attempts=3,
+                   started_at="-11 minutes", worker_id=worker)  # fmt: skip
+    return job, worker
+
+
+def _why_cancel_requested(conn: Conn, cli: Callable[..., str]) -> tuple[int, str]:
+    worker = make_worker(conn, str(uuid.uuid4()), tasks=("send",), hostname="web7", pid=77)
+    job = make_job(conn, "send", status="processing", attempts=1, max_attempts=3,
+                   started_at="-5 seconds", worker_id=worker)  # fmt: skip
+    assert cli("jobs", "cancel", str(job)).startswith(f"asked job {job} to stop")
+    return job, worker
+
+
+@pytest.mark.parametrize(
+    ("setup", "codes", "fragments", "json_fragments"),
+    [
+        (_why_no_task, ["no_task"], [
+            "Job {job} (send on queue 'default') is pending.",
+            "Live workers serve queue 'default', but none has task 'send' registered"
+            " (they know: more, other): deploy a worker whose --app registers it",
+        ], []),
+        (_why_at_capacity, ["at_capacity", "ahead"], [
+            "Job {job} (send on queue 'default') is pending.",
+            "Every live worker able to run it is busy at its last heartbeat",
+            "web1 pid 11: 5/5", "web2 pid 12: 2/2",
+            "it waits for a free slot, or for more workers.",
+            "1 due job(s) of the queue come before it.",
+        ], []),
+        (_why_stale_worker, ["worker_lost"], [
+            "Job {job} is processing on worker",
+            "(gone1, pid 66) (attempt 1 of 3, started 11 min ago),",
+            "that worker's last heartbeat was 10 min ago: it looks lost,",
+            "a live worker's rescue will put the job back to pending.",
+        ], ["processing on worker {worker} (gone1, pid 66)"]),
+        (_why_worker_without_row, ["worker_lost"], [
+            "Job {job} is processing (attempt 1 of 3, started 11 min ago), but its worker",
+            "has no row any more: it was declared dead or exited abruptly,",
+            "the next rescue by a live worker puts the job back to pending.",
+        ], ["but its worker {worker} has no row any more"]),
+        (_why_cancel_requested, ["processing", "cancel_requested"], [
+            "Job {job} is running on worker",
+            "(web7, pid 77): attempt 1 of 3, started",
+            "Its cancellation was requested",
+            "the attempt ends cancelled whatever it returns.",
+        ], ["running on worker {worker} (web7, pid 77)"]),
+    ],
+    ids=["no_task", "at_capacity", "worker_lost", "worker_lost_no_row", "cancel_requested"],
+)  # fmt: skip
+def test_jobs_why_explains_what_blocks_a_job(
+    run_cli: Run,
+    env: dict[str, str],
+    conn: Conn,
+    setup: Callable[[Conn, Callable[..., str]], tuple[int, str]],
+    codes: list[str],
+    fragments: list[str],
+    json_fragments: list[str],
+) -> None:
+    job, worker = setup(conn, lambda *args: _ok(run_cli(*args, env=env)))
+    text, as_json = _run_all(run_cli, env, ["jobs", "why", str(job)],
+                             ["jobs", "why", str(job), "--json"])  # fmt: skip
+    paragraph = _flat(_ok(text))
+    why = json.loads(_ok(as_json))
+    assert why["codes"] == codes
+    assert [reason["code"] for reason in why["reasons"]] == codes
+    assert why["job"]["id"] == job
+    for fragment in fragments:
+        expected = fragment.format(job=job)
+        assert expected in paragraph, paragraph
+        assert expected in why["text"]
+    # The worker's id only in --json: the paragraph is wrapped, and may break it at a hyphen.
+    for fragment in json_fragments:
+        assert fragment.format(worker=worker) in why["text"]
 
 
 def test_jobs_retry_and_cancel(run_cli: Run, env: dict[str, str], conn: Conn) -> None:
