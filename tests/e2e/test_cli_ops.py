@@ -17,7 +17,16 @@ import psycopg.conninfo
 import pytest
 
 from proxy import NotificationDroppingProxy
-from support import Run, count_jobs, job_row, make_job, make_worker, one_line_error
+from support import (
+    Run,
+    count_jobs,
+    job_row,
+    make_job,
+    make_worker,
+    one_line_error,
+    wait_until,
+)
+from workers import Spawner, executions
 
 Conn = psycopg.Connection[Any]
 Result = subprocess.CompletedProcess[str]
@@ -321,6 +330,57 @@ def test_queues_list_pause_resume(run_cli: Run, env: dict[str, str], conn: Conn)
     )
     forced = _ok(run_cli("queues", "pause", "future", "--force", env=env))
     assert forced.startswith("paused queue 'future'")
+
+
+def _run_one_in(conn: Conn, queue: str, worker: int) -> None:
+    """Insert a job into `queue` and wait until the worker process `worker` has run it."""
+    job = make_job(conn, "record", queue=queue)
+    wait_until(lambda: job_row(conn, job)["status"] == "succeeded", message=f"job in {queue}")
+    assert [pid for ran, _, pid in executions(conn) if ran == job] == [worker]
+
+
+def _statuses(conn: Conn, ids: list[int]) -> set[str]:
+    rows = conn.execute("SELECT status FROM pgworker.jobs WHERE id = ANY(%s)", (ids,))
+    return {str(status) for (status,) in rows}
+
+
+def _older_than(conn: Conn, ids: list[int], seconds: float) -> bool:
+    """Whether every one of these jobs was created more than `seconds` ago (database clock)."""
+    row = conn.execute(
+        "SELECT bool_and(now() - created_at > %s * interval '1 s') FROM pgworker.jobs"
+        " WHERE id = ANY(%s)",
+        (seconds, ids),
+    ).fetchone()
+    return row == (True,)
+
+
+def test_queues_pause_and_resume_steer_a_running_worker(
+    run_cli: Run, env: dict[str, str], conn: Conn, spawn: Spawner
+) -> None:
+    poll = 0.1
+    worker = spawn("--queues", "held,other", "--poll-interval", str(poll), "--concurrency", "2",
+                   "--no-prune")  # fmt: skip
+    worker.wait_registered()
+    paused = _ok(run_cli("queues", "pause", "held", env=env))
+    assert paused.strip() == (
+        "paused queue 'held': workers claim none of its jobs from their next poll"
+    )
+    held = [make_job(conn, "record", queue="held") for _ in range(3)]
+    # Claimed after the held jobs' inserts woke the worker, then again after two polls.
+    _run_one_in(conn, "other", worker.pid)
+    wait_until(lambda: _older_than(conn, held, 2 * poll), message="two poll intervals")
+    _run_one_in(conn, "other", worker.pid)
+    assert _statuses(conn, held) == {"pending"}
+    assert not [job for job, _, _ in executions(conn) if job in held]
+    why = json.loads(_ok(run_cli("jobs", "why", str(held[0]), "--json", env=env)))
+    assert why["codes"] == ["paused"]
+
+    assert _ok(run_cli("queues", "resume", "held", env=env)).strip() == "resumed queue 'held'"
+    wait_until(lambda: _statuses(conn, held) == {"succeeded"}, message="the held jobs")
+    assert sorted((job, pid) for job, _, pid in executions(conn) if job in held) == [
+        (job, worker.pid) for job in held
+    ]
+    assert worker.proc.poll() is None, worker.output()
 
 
 def test_status(run_cli: Run, env: dict[str, str], conn: Conn) -> None:
