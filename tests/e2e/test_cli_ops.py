@@ -307,6 +307,86 @@ def test_refused_states_exit_1(run_cli: Run, env: dict[str, str], conn: Conn) ->
     assert job_row(conn, ids["failed"])["status"] == "failed"
 
 
+HOSTILE = [
+    "o'clock",
+    "x;--",
+    "$$; DROP TABLE public.canary; $$",
+    "'; DROP TABLE pgworker.jobs; --",
+    "🎉 ключ 鍵",
+    "line\nbreak",
+    ("'; DELETE FROM pgworker.jobs; --" + "a" * 5000)[:5000],
+]
+
+# Every write to pgworker's tables and every DDL statement in the test's database, logged.
+AUDIT = """
+CREATE TABLE public.canary (note text);
+INSERT INTO public.canary VALUES ('alive');
+CREATE TABLE public.audit (statement text);
+CREATE FUNCTION public.audit_write() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO public.audit VALUES (TG_OP || ' ' || TG_TABLE_NAME); RETURN NULL; END $$;
+CREATE TRIGGER audit_write AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgworker.jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION public.audit_write();
+CREATE TRIGGER audit_write AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgworker.queues
+    FOR EACH STATEMENT EXECUTE FUNCTION public.audit_write();
+CREATE TRIGGER audit_write AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgworker.workers
+    FOR EACH STATEMENT EXECUTE FUNCTION public.audit_write();
+CREATE FUNCTION public.audit_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO public.audit VALUES (TG_TAG); END $$;
+CREATE EVENT TRIGGER audit_ddl ON ddl_command_start EXECUTE FUNCTION public.audit_ddl();
+"""
+
+
+@pytest.fixture
+def audited(conn: Conn) -> Conn:
+    """This test's database with two jobs, a canary table, and a log of every write and DDL
+    statement from then on."""
+    make_job(conn, "send", queue="mail")
+    make_job(conn, "send", queue="mail", status="failed", attempts=3, max_attempts=3,
+             finished_at="-1 minute", last_error="RuntimeError: boom")  # fmt: skip
+    conn.execute(AUDIT)
+    conn.execute("UPDATE pgworker.queues SET paused = paused WHERE false")
+    conn.execute("COMMENT ON TABLE public.canary IS 'canary'")
+    assert _audit(conn) == ["UPDATE queues", "COMMENT"]  # the log works
+    conn.execute("TRUNCATE public.audit")
+    return conn
+
+
+def _audit(conn: Conn) -> list[str]:
+    return [str(row[0]) for row in conn.execute("SELECT statement FROM public.audit")]
+
+
+HOSTILE_FILTERS = [
+    (["jobs", "list", "--task"], "invalid task name"),
+    (["jobs", "list", "--queue"], "invalid queue name"),
+    (["jobs", "retry", "--failed", "--task"], "invalid task name"),
+    (["jobs", "retry", "--failed", "--queue"], "invalid queue name"),
+    (["queues", "pause"], "invalid queue name"),
+    (["queues", "pause", "--force"], "invalid queue name"),
+    (["queues", "resume"], "invalid queue name"),
+    (["jobs", "show"], "Invalid value for 'ID'"),
+    (["jobs", "why"], "Invalid value for 'ID'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("command", "refusal"), HOSTILE_FILTERS, ids=[" ".join(c) for c, _ in HOSTILE_FILTERS]
+)
+def test_hostile_strings_in_cli_filters_are_refused_and_run_nothing(
+    run_cli: Run, env: dict[str, str], audited: Conn, command: list[str], refusal: str
+) -> None:
+    before = audited.execute("SELECT * FROM pgworker.jobs ORDER BY id").fetchall()
+    results = _run_all(run_cli, env, *([*command, value] for value in HOSTILE))
+    for value, result in zip(HOSTILE, results, strict=True):
+        assert result.returncode == 2, (value[:40], result.stderr)
+        line = one_line_error(result)
+        assert refusal in line
+        assert repr(value)[:50] in line  # the value quoted, its newline escaped
+        assert result.stdout == ""
+    assert audited.execute("SELECT * FROM pgworker.jobs ORDER BY id").fetchall() == before
+    assert audited.execute("SELECT note FROM public.canary").fetchall() == [("alive",)]
+    assert _audit(audited) == []
+
+
 def test_queues_list_pause_resume(run_cli: Run, env: dict[str, str], conn: Conn) -> None:
     _jobs_in_every_state(conn)
     out = _ok(run_cli("queues", "list", env=env))
