@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import tempfile
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +17,19 @@ import psycopg.conninfo
 import pytest
 
 from proxy import NotificationDroppingProxy
-from support import Run, count_jobs, job_row, make_job, make_worker, one_line_error
+from support import (
+    Run,
+    count_jobs,
+    job_row,
+    make_job,
+    make_worker,
+    one_line_error,
+    wait_until,
+)
+from workers import Spawner, executions
 
 Conn = psycopg.Connection[Any]
+Result = subprocess.CompletedProcess[str]
 
 
 @pytest.fixture
@@ -29,6 +42,17 @@ def _ok(result: Any) -> str:
     assert result.returncode == 0, result.stderr
     assert "canary-pw-61" not in result.stdout + result.stderr
     return str(result.stdout)
+
+
+def _run_all(run_cli: Run, env: dict[str, str], *commands: list[str]) -> list[Result]:
+    """Run independent `pgworker` commands side by side; the results in the same order."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(lambda args: run_cli(*args, env=env), commands))
+
+
+def _flat(text: str) -> str:
+    """A paragraph the CLI wrapped at 100 columns, on one line again."""
+    return " ".join(text.split())
 
 
 def _jobs_in_every_state(conn: Conn) -> dict[str, int]:
@@ -109,6 +133,106 @@ def test_jobs_why_for_each_state(run_cli: Run, env: dict[str, str], conn: Conn) 
     assert "queue 'mail' is paused" in paused
 
 
+# Each sets up one reason `jobs why` gives, as tests/integration/test_why.py does, and
+# returns the job and the worker it names ("" for none).
+def _why_no_task(conn: Conn, cli: Callable[..., str]) -> tuple[int, str]:
+    make_worker(conn, str(uuid.uuid4()), tasks=("other", "more"), hostname="web3", pid=33)
+    return make_job(conn, "send"), ""
+
+
+def _why_at_capacity(conn: Conn, cli: Callable[..., str]) -> tuple[int, str]:
+    make_worker(conn, str(uuid.uuid4()), tasks=("send",), busy=5, hostname="web1", pid=11)
+    make_worker(conn, str(uuid.uuid4()), tasks=("send",), busy=2, concurrency=2,
+                hostname="web2", pid=12)  # fmt: skip
+    make_worker(conn, str(uuid.uuid4()), tasks=("other",))  # free, but cannot run it
+    make_job(conn, "send", run_after="-1 second")
+    return make_job(conn, "send"), ""
+
+
+def _why_stale_worker(conn: Conn, cli: Callable[..., str]) -> tuple[int, str]:
+    worker = make_worker(conn, str(uuid.uuid4()), tasks=("send",), heartbeat_age="10 minutes",
+                         hostname="gone1", pid=66)  # fmt: skip
+    job = make_job(conn, "send", status="processing", attempts=1, max_attempts=3,
+                   started_at="-11 minutes", worker_id=worker)  # fmt: skip
+    return job, worker
+
+
+def _why_worker_without_row(conn: Conn, cli: Callable[..., str]) -> tuple[int, str]:
+    worker = str(uuid.uuid4())
+    job = make_job(conn, "send", status="processing", attempts=1, max_attempts=3,
+                   started_at="-11 minutes", worker_id=worker)  # fmt: skip
+    return job, worker
+
+
+def _why_cancel_requested(conn: Conn, cli: Callable[..., str]) -> tuple[int, str]:
+    worker = make_worker(conn, str(uuid.uuid4()), tasks=("send",), hostname="web7", pid=77)
+    job = make_job(conn, "send", status="processing", attempts=1, max_attempts=3,
+                   started_at="-5 seconds", worker_id=worker)  # fmt: skip
+    assert cli("jobs", "cancel", str(job)).startswith(f"asked job {job} to stop")
+    return job, worker
+
+
+@pytest.mark.parametrize(
+    ("setup", "codes", "fragments", "json_fragments"),
+    [
+        (_why_no_task, ["no_task"], [
+            "Job {job} (send on queue 'default') is pending.",
+            "Live workers serve queue 'default', but none has task 'send' registered"
+            " (they know: more, other): deploy a worker whose --app registers it",
+        ], []),
+        (_why_at_capacity, ["at_capacity", "ahead"], [
+            "Job {job} (send on queue 'default') is pending.",
+            "Every live worker able to run it is busy at its last heartbeat",
+            "web1 pid 11: 5/5", "web2 pid 12: 2/2",
+            "it waits for a free slot, or for more workers.",
+            "1 due job(s) of the queue come before it.",
+        ], []),
+        (_why_stale_worker, ["worker_lost"], [
+            "Job {job} is processing on worker",
+            "(gone1, pid 66) (attempt 1 of 3, started 11 min ago),",
+            "that worker's last heartbeat was 10 min ago: it looks lost,",
+            "a live worker's rescue will put the job back to pending.",
+        ], ["processing on worker {worker} (gone1, pid 66)"]),
+        (_why_worker_without_row, ["worker_lost"], [
+            "Job {job} is processing (attempt 1 of 3, started 11 min ago), but its worker",
+            "has no row any more: it was declared dead or exited abruptly,",
+            "the next rescue by a live worker puts the job back to pending.",
+        ], ["but its worker {worker} has no row any more"]),
+        (_why_cancel_requested, ["processing", "cancel_requested"], [
+            "Job {job} is running on worker",
+            "(web7, pid 77): attempt 1 of 3, started",
+            "Its cancellation was requested",
+            "the attempt ends cancelled whatever it returns.",
+        ], ["running on worker {worker} (web7, pid 77)"]),
+    ],
+    ids=["no_task", "at_capacity", "worker_lost", "worker_lost_no_row", "cancel_requested"],
+)  # fmt: skip
+def test_jobs_why_explains_what_blocks_a_job(
+    run_cli: Run,
+    env: dict[str, str],
+    conn: Conn,
+    setup: Callable[[Conn, Callable[..., str]], tuple[int, str]],
+    codes: list[str],
+    fragments: list[str],
+    json_fragments: list[str],
+) -> None:
+    job, worker = setup(conn, lambda *args: _ok(run_cli(*args, env=env)))
+    text, as_json = _run_all(run_cli, env, ["jobs", "why", str(job)],
+                             ["jobs", "why", str(job), "--json"])  # fmt: skip
+    paragraph = _flat(_ok(text))
+    why = json.loads(_ok(as_json))
+    assert why["codes"] == codes
+    assert [reason["code"] for reason in why["reasons"]] == codes
+    assert why["job"]["id"] == job
+    for fragment in fragments:
+        expected = fragment.format(job=job)
+        assert expected in paragraph, paragraph
+        assert expected in why["text"]
+    # The worker's id only in --json: the paragraph is wrapped, and may break it at a hyphen.
+    for fragment in json_fragments:
+        assert fragment.format(worker=worker) in why["text"]
+
+
 def test_jobs_retry_and_cancel(run_cli: Run, env: dict[str, str], conn: Conn) -> None:
     ids = _jobs_in_every_state(conn)
     out = _ok(run_cli("jobs", "retry", str(ids["failed"]), env=env))
@@ -183,6 +307,86 @@ def test_refused_states_exit_1(run_cli: Run, env: dict[str, str], conn: Conn) ->
     assert job_row(conn, ids["failed"])["status"] == "failed"
 
 
+HOSTILE = [
+    "o'clock",
+    "x;--",
+    "$$; DROP TABLE public.canary; $$",
+    "'; DROP TABLE pgworker.jobs; --",
+    "🎉 ключ 鍵",
+    "line\nbreak",
+    ("'; DELETE FROM pgworker.jobs; --" + "a" * 5000)[:5000],
+]
+
+# Every write to pgworker's tables and every DDL statement in the test's database, logged.
+AUDIT = """
+CREATE TABLE public.canary (note text);
+INSERT INTO public.canary VALUES ('alive');
+CREATE TABLE public.audit (statement text);
+CREATE FUNCTION public.audit_write() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO public.audit VALUES (TG_OP || ' ' || TG_TABLE_NAME); RETURN NULL; END $$;
+CREATE TRIGGER audit_write AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgworker.jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION public.audit_write();
+CREATE TRIGGER audit_write AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgworker.queues
+    FOR EACH STATEMENT EXECUTE FUNCTION public.audit_write();
+CREATE TRIGGER audit_write AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgworker.workers
+    FOR EACH STATEMENT EXECUTE FUNCTION public.audit_write();
+CREATE FUNCTION public.audit_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO public.audit VALUES (TG_TAG); END $$;
+CREATE EVENT TRIGGER audit_ddl ON ddl_command_start EXECUTE FUNCTION public.audit_ddl();
+"""
+
+
+@pytest.fixture
+def audited(conn: Conn) -> Conn:
+    """This test's database with two jobs, a canary table, and a log of every write and DDL
+    statement from then on."""
+    make_job(conn, "send", queue="mail")
+    make_job(conn, "send", queue="mail", status="failed", attempts=3, max_attempts=3,
+             finished_at="-1 minute", last_error="RuntimeError: boom")  # fmt: skip
+    conn.execute(AUDIT)
+    conn.execute("UPDATE pgworker.queues SET paused = paused WHERE false")
+    conn.execute("COMMENT ON TABLE public.canary IS 'canary'")
+    assert _audit(conn) == ["UPDATE queues", "COMMENT"]  # the log works
+    conn.execute("TRUNCATE public.audit")
+    return conn
+
+
+def _audit(conn: Conn) -> list[str]:
+    return [str(row[0]) for row in conn.execute("SELECT statement FROM public.audit")]
+
+
+HOSTILE_FILTERS = [
+    (["jobs", "list", "--task"], "invalid task name"),
+    (["jobs", "list", "--queue"], "invalid queue name"),
+    (["jobs", "retry", "--failed", "--task"], "invalid task name"),
+    (["jobs", "retry", "--failed", "--queue"], "invalid queue name"),
+    (["queues", "pause"], "invalid queue name"),
+    (["queues", "pause", "--force"], "invalid queue name"),
+    (["queues", "resume"], "invalid queue name"),
+    (["jobs", "show"], "Invalid value for 'ID'"),
+    (["jobs", "why"], "Invalid value for 'ID'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("command", "refusal"), HOSTILE_FILTERS, ids=[" ".join(c) for c, _ in HOSTILE_FILTERS]
+)
+def test_hostile_strings_in_cli_filters_are_refused_and_run_nothing(
+    run_cli: Run, env: dict[str, str], audited: Conn, command: list[str], refusal: str
+) -> None:
+    before = audited.execute("SELECT * FROM pgworker.jobs ORDER BY id").fetchall()
+    results = _run_all(run_cli, env, *([*command, value] for value in HOSTILE))
+    for value, result in zip(HOSTILE, results, strict=True):
+        assert result.returncode == 2, (value[:40], result.stderr)
+        line = one_line_error(result)
+        assert refusal in line
+        assert repr(value)[:50] in line  # the value quoted, its newline escaped
+        assert result.stdout == ""
+    assert audited.execute("SELECT * FROM pgworker.jobs ORDER BY id").fetchall() == before
+    assert audited.execute("SELECT note FROM public.canary").fetchall() == [("alive",)]
+    assert _audit(audited) == []
+
+
 def test_queues_list_pause_resume(run_cli: Run, env: dict[str, str], conn: Conn) -> None:
     _jobs_in_every_state(conn)
     out = _ok(run_cli("queues", "list", env=env))
@@ -206,6 +410,57 @@ def test_queues_list_pause_resume(run_cli: Run, env: dict[str, str], conn: Conn)
     )
     forced = _ok(run_cli("queues", "pause", "future", "--force", env=env))
     assert forced.startswith("paused queue 'future'")
+
+
+def _run_one_in(conn: Conn, queue: str, worker: int) -> None:
+    """Insert a job into `queue` and wait until the worker process `worker` has run it."""
+    job = make_job(conn, "record", queue=queue)
+    wait_until(lambda: job_row(conn, job)["status"] == "succeeded", message=f"job in {queue}")
+    assert [pid for ran, _, pid in executions(conn) if ran == job] == [worker]
+
+
+def _statuses(conn: Conn, ids: list[int]) -> set[str]:
+    rows = conn.execute("SELECT status FROM pgworker.jobs WHERE id = ANY(%s)", (ids,))
+    return {str(status) for (status,) in rows}
+
+
+def _older_than(conn: Conn, ids: list[int], seconds: float) -> bool:
+    """Whether every one of these jobs was created more than `seconds` ago (database clock)."""
+    row = conn.execute(
+        "SELECT bool_and(now() - created_at > %s * interval '1 s') FROM pgworker.jobs"
+        " WHERE id = ANY(%s)",
+        (seconds, ids),
+    ).fetchone()
+    return row == (True,)
+
+
+def test_queues_pause_and_resume_steer_a_running_worker(
+    run_cli: Run, env: dict[str, str], conn: Conn, spawn: Spawner
+) -> None:
+    poll = 0.1
+    worker = spawn("--queues", "held,other", "--poll-interval", str(poll), "--concurrency", "2",
+                   "--no-prune")  # fmt: skip
+    worker.wait_registered()
+    paused = _ok(run_cli("queues", "pause", "held", env=env))
+    assert paused.strip() == (
+        "paused queue 'held': workers claim none of its jobs from their next poll"
+    )
+    held = [make_job(conn, "record", queue="held") for _ in range(3)]
+    # Claimed after the held jobs' inserts woke the worker, then again after two polls.
+    _run_one_in(conn, "other", worker.pid)
+    wait_until(lambda: _older_than(conn, held, 2 * poll), message="two poll intervals")
+    _run_one_in(conn, "other", worker.pid)
+    assert _statuses(conn, held) == {"pending"}
+    assert not [job for job, _, _ in executions(conn) if job in held]
+    why = json.loads(_ok(run_cli("jobs", "why", str(held[0]), "--json", env=env)))
+    assert why["codes"] == ["paused"]
+
+    assert _ok(run_cli("queues", "resume", "held", env=env)).strip() == "resumed queue 'held'"
+    wait_until(lambda: _statuses(conn, held) == {"succeeded"}, message="the held jobs")
+    assert sorted((job, pid) for job, _, pid in executions(conn) if job in held) == [
+        (job, worker.pid) for job in held
+    ]
+    assert worker.proc.poll() is None, worker.output()
 
 
 def test_status(run_cli: Run, env: dict[str, str], conn: Conn) -> None:
