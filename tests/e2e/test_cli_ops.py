@@ -228,9 +228,11 @@ def test_jobs_why_explains_what_blocks_a_job(
         expected = fragment.format(job=job)
         assert expected in paragraph, paragraph
         assert expected in why["text"]
-    # The worker's id only in --json: the paragraph is wrapped, and may break it at a hyphen.
     for fragment in json_fragments:
         assert fragment.format(worker=worker) in why["text"]
+        assert fragment.format(worker=worker) in paragraph
+    if json_fragments:  # the wrapped paragraph never breaks a worker id at its hyphens
+        assert any(worker in line for line in text.stdout.splitlines()), text.stdout
 
 
 def test_jobs_retry_and_cancel(run_cli: Run, env: dict[str, str], conn: Conn) -> None:
@@ -272,7 +274,7 @@ def test_jobs_retry_reports_a_dedup_collision(
     [
         (["jobs", "show", "424242"], 1, "no job with id 424242"),
         (["jobs", "cancel", "424242", "424243"], 1, "no jobs with ids 424242, 424243"),
-        (["jobs", "show", "abc"], 2, "'abc' is not a valid int"),
+        (["jobs", "show", "abc"], 2, "'abc' is not a job id"),
         (["jobs", "list", "--queue", "nosuch"], 1, "unknown queue 'nosuch'"),
         (["jobs", "list", "--status", "done"], 2, "--status"),
         (["jobs", "retry", "1", "--failed"], 2, "not both"),
@@ -385,6 +387,27 @@ def test_hostile_strings_in_cli_filters_are_refused_and_run_nothing(
     assert audited.execute("SELECT * FROM pgworker.jobs ORDER BY id").fetchall() == before
     assert audited.execute("SELECT note FROM public.canary").fetchall() == [("alive",)]
     assert _audit(audited) == []
+
+
+@pytest.mark.parametrize(
+    "command", [["jobs", "show"], ["jobs", "why"], ["jobs", "cancel"], ["jobs", "retry"]]
+)
+def test_job_ids_are_ascii_digits_within_bigint(
+    run_cli: Run, env: dict[str, str], conn: Conn, command: list[str]
+) -> None:
+    # int() reads "1_0" as 10 and an Arabic-Indic one as 1: with jobs 1 to 10 there, neither
+    # may select one.
+    for _ in range(10):
+        make_job(conn, "send", status="failed", attempts=1, finished_at="-1 minute")
+    before = conn.execute("SELECT * FROM pgworker.jobs ORDER BY id").fetchall()
+    odd = ["1_0", "\u0661", "99999999999999999999", "1.0"]
+    for value, result in zip(
+        odd, _run_all(run_cli, env, *([*command, v] for v in odd)), strict=True
+    ):
+        assert result.returncode == 2, (value, result.stderr)
+        assert f"{value!r} is not a job id" in one_line_error(result)
+        assert result.stdout == ""
+    assert conn.execute("SELECT * FROM pgworker.jobs ORDER BY id").fetchall() == before
 
 
 def test_queues_list_pause_resume(run_cli: Run, env: dict[str, str], conn: Conn) -> None:

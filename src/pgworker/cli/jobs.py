@@ -19,7 +19,7 @@ from pgworker.cli.app import (
 from pgworker.cli.output import ago, echo_json, echo_table, shorten
 from pgworker.config import DEFAULT_STALE_AFTER
 from pgworker.durations import format_duration
-from pgworker.jobs import JobStatus
+from pgworker.jobs import JobStatus, preview
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -99,9 +99,21 @@ def _when(job: JobInfo, as_of: datetime) -> str:
     return f"ended {ago(as_of, job.finished_at)}"
 
 
+# Job ids as typed: ASCII digits within bigint, so `1_0` or other scripts' digits (which
+# int() accepts) never select a job, and an id too large gets a clear line, not the
+# database's "bigint out of range".
+_MAX_JOB_ID = 2**63 - 1
+
+
+def _job_id(value: str) -> int:
+    if not (value.isascii() and value.isdigit()) or int(value) > _MAX_JOB_ID:
+        raise typer.BadParameter(f"{preview(value)} is not a job id (a whole number from 1)")
+    return int(value)
+
+
 @jobs_app.command("show")
 def show_command(
-    job_id: Annotated[int, typer.Argument(help="The job's id.", metavar="ID")],
+    job_id: Annotated[int, typer.Argument(help="The job's id.", metavar="ID", parser=_job_id)],
     as_json: JsonOption = False,
     dsn: DsnOption = None,
 ) -> None:
@@ -179,7 +191,10 @@ def retry_command(
     job_ids: Annotated[
         list[int] | None,
         typer.Argument(
-            help="Ids of failed or cancelled jobs.", metavar="[ID]...", show_default=False
+            help="Ids of failed or cancelled jobs.",
+            metavar="[ID]...",
+            show_default=False,
+            parser=_job_id,
         ),
     ] = None,
     failed: Annotated[
@@ -234,7 +249,8 @@ def _jobs(ids: list[int]) -> str:
 @jobs_app.command("cancel")
 def cancel_command(
     job_ids: Annotated[
-        list[int], typer.Argument(help="Ids of pending or running jobs.", metavar="ID...")
+        list[int],
+        typer.Argument(help="Ids of pending or running jobs.", metavar="ID...", parser=_job_id),
     ],
     dsn: DsnOption = None,
 ) -> None:
@@ -258,7 +274,7 @@ def cancel_command(
 
 @jobs_app.command("why")
 def why_command(
-    job_id: Annotated[int, typer.Argument(help="The job's id.", metavar="ID")],
+    job_id: Annotated[int, typer.Argument(help="The job's id.", metavar="ID", parser=_job_id)],
     stale_after: StaleAfterOption = DEFAULT_STALE_AFTER,
     as_json: JsonOption = False,
     dsn: DsnOption = None,
@@ -271,4 +287,5 @@ def why_command(
     if as_json:
         echo_json({"job": why.job, "codes": why.codes, "reasons": why.reasons, "text": why.text})
         return
-    typer.echo(textwrap.fill(why.text, width=100))
+    # Ids, hosts and queue names hold hyphens: never break a line inside one.
+    typer.echo(textwrap.fill(why.text, width=100, break_on_hyphens=False, break_long_words=False))
