@@ -52,6 +52,29 @@ def _stop(*workers: WorkerProcess) -> None:
         assert worker.wait(timeout=30) == 0, worker.output()
 
 
+def _listening(conn: psycopg.Connection[Any], *workers: WorkerProcess) -> bool:
+    """True when each worker has a session that LISTENs (its last statement: LISTEN or the
+    notifier's ping)."""
+    names = [f"pgworker:{w.worker_id()}" for w in workers]
+    row = conn.execute(
+        "SELECT count(DISTINCT application_name) FROM pg_stat_activity"
+        " WHERE application_name = ANY(%s) AND (query LIKE 'LISTEN%%' OR query = 'SELECT 1')",
+        (names,),
+    ).fetchone()
+    return row == (len(workers),)
+
+
+def _pickup_seconds(conn: psycopg.Connection[Any], job_id: int) -> float:
+    """From a job's insert to its handler starting, on the database's clock."""
+    row = conn.execute(
+        "SELECT e.started_at - j.created_at FROM executions e JOIN pgworker.jobs j"
+        " ON j.id = e.job_id WHERE j.id = %s",
+        (job_id,),
+    ).fetchone()
+    assert row is not None
+    return float(row[0].total_seconds())
+
+
 def test_a_killed_workers_job_is_rescued_within_the_bound(
     spawn: Spawner, conn: psycopg.Connection[Any]
 ) -> None:
@@ -215,30 +238,11 @@ def test_a_server_restart_and_listen_is_rearmed(
     runs = _runs_per_job(conn)
     assert all(len(r) == 1 for r in runs.values()), "a job ran twice"
 
-    names = [f"pgworker:{w.worker_id()}" for w in workers]
-    wait_until(
-        lambda: (
-            conn.execute(
-                "SELECT count(DISTINCT application_name) FROM pg_stat_activity"
-                " WHERE application_name = ANY(%s)"
-                " AND (query LIKE 'LISTEN%%' OR query = 'SELECT 1')",
-                (names,),
-            ).fetchone()
-            == (2,)
-        ),
-        timeout=15,
-        message="both workers listen again",
-    )
+    wait_until(lambda: _listening(conn, *workers), timeout=15, message="both workers listen again")
     job_id = make_job(conn, "record")
     wait_until(lambda: job_row(conn, job_id)["status"] == "succeeded", timeout=5,
                message="the new job ran")  # fmt: skip
-    pickup = conn.execute(
-        "SELECT e.started_at - j.created_at FROM executions e JOIN pgworker.jobs j"
-        " ON j.id = e.job_id WHERE j.id = %s",
-        (job_id,),
-    ).fetchone()
-    assert pickup is not None
-    assert pickup[0].total_seconds() < 1.0
+    assert _pickup_seconds(conn, job_id) < 1.0
     assert all("lost the database" in w.output() or "cannot claim" in w.output() for w in workers)
     _stop(*workers)
 
