@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import signal
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +19,7 @@ import psycopg
 import pytest
 
 from proxy import Proxy
-from support import count_jobs, job_row, make_job, wait_until
+from support import count_jobs, job_row, make_job, make_worker, wait_until
 from workers import Spawner, WorkerProcess, executions
 
 PROFILE = (
@@ -96,6 +97,44 @@ def test_a_killed_workers_job_is_rescued_within_the_bound(
     assert "lost" in job["errors"][0]["error"]
     assert [pid for _, pid in _runs_per_job(conn)[job_id]] == [first.pid, second.pid]
     _stop(second)
+
+
+def test_rescue_takes_back_jobs_whose_task_and_queue_the_rescuer_does_not_know(
+    spawn: Spawner, conn: psycopg.Connection[Any]
+) -> None:
+    # Two dead workers of another app, on a queue the rescuer does not serve: one whose
+    # heartbeat is an hour old, one whose row is gone.
+    stale = make_worker(conn, str(uuid.uuid4()), queues=("billing",), tasks=("billing.charge",),
+                        heartbeat_age="1 hour")  # fmt: skip
+    gone = str(uuid.uuid4())
+    held = {"status": "processing", "queue": "billing", "started_at": "-1 hour"}
+    of_stale = make_job(conn, "billing.charge", attempts=1, worker_id=stale, **held)
+    of_gone = make_job(conn, "billing.refund", attempts=2, worker_id=gone, **held)
+    rescuer = spawn("--concurrency", "1", *PROFILE)
+    rescuer_id = rescuer.wait_registered()
+    served = conn.execute(
+        "SELECT queues, tasks FROM pgworker.workers WHERE id = %s", (rescuer_id,)
+    ).fetchone()
+    assert served is not None
+    assert served[0] == ["default"]
+    assert not {"billing.charge", "billing.refund"} & set(served[1])
+    # It declares others dead once it has heartbeated for --stale-after itself.
+    wait_until(lambda: count_jobs(conn, "processing") == 0, timeout=BOUND,
+               message="both jobs rescued")  # fmt: skip
+    charge, refund = job_row(conn, of_stale), job_row(conn, of_gone)
+    assert (charge["status"], charge["attempts"], charge["worker_id"]) == ("pending", 1, None)
+    assert (refund["status"], refund["attempts"], refund["worker_id"]) == ("pending", 2, None)
+    assert charge["last_error"] == f"worker {stale} (test-host pid 4242) lost: no heartbeat for 3 s"
+    assert refund["last_error"] == f"worker {gone} lost: its worker row is gone"
+    for job in (charge, refund):
+        assert [(e["attempt"], e["error"]) for e in job["errors"]] == [
+            (job["attempts"], job["last_error"])
+        ]
+    workers = conn.execute("SELECT id::text FROM pgworker.workers").fetchall()
+    assert workers == [(rescuer_id,)]  # the stale row was deleted
+    _stop(rescuer)
+    assert rescuer.output().count("job rescued") == 2
+    assert count_jobs(conn, "pending") == 2  # nobody here serves billing: they wait for its workers
 
 
 def test_a_long_job_on_a_live_worker_is_never_rescued(
