@@ -8,6 +8,7 @@ heartbeat interval + rescue interval + 2 s, the documented worst case).
 from __future__ import annotations
 
 import random
+import re
 import signal
 import time
 import uuid
@@ -19,7 +20,7 @@ import psycopg
 import pytest
 
 from proxy import Proxy
-from support import count_jobs, job_row, make_job, make_worker, wait_until
+from support import count_jobs, job_row, make_job, make_worker, scrape, wait_until
 from workers import Spawner, WorkerProcess, executions
 
 PROFILE = (
@@ -51,6 +52,16 @@ def _stop(*workers: WorkerProcess) -> None:
             worker.signal(signal.SIGTERM)
     for worker in workers:
         assert worker.wait(timeout=30) == 0, worker.output()
+
+
+def _connections(conn: psycopg.Connection[Any], worker_id: str) -> int:
+    """How many server sessions a worker holds (its connections carry pgworker:<id>)."""
+    row = conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+        (f"pgworker:{worker_id}",),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def _listening(conn: psycopg.Connection[Any], *workers: WorkerProcess) -> bool:
@@ -324,6 +335,40 @@ def test_a_read_only_failover_is_waited_out(
     wait_until(lambda: job_row(conn, job_id)["status"] == "succeeded", timeout=30,
                message="back to work on a writable server")  # fmt: skip
     assert worker.proc.poll() is None
+    _stop(worker)
+
+
+@pytest.mark.parametrize("metrics", [False, True], ids=["plain", "metrics"])
+def test_a_worker_holds_the_documented_connections_whatever_its_concurrency(
+    spawn: Spawner, conn: psycopg.Connection[Any], metrics: bool
+) -> None:
+    serve = ("--metrics-port", "0", "--metrics-host", "127.0.0.1") if metrics else ()
+    worker = spawn("--concurrency", "5", *serve, *PROFILE)
+    worker_id = worker.wait_registered()
+    conn.execute(
+        "INSERT INTO pgworker.jobs (task, payload)"
+        " SELECT 'record', '{\"sleep\": 0.2}' FROM generate_series(1, 25)"
+    )  # every thread busy for ~1 s
+    # Claims, completions (opened at the first write), heartbeat and rescue, LISTEN.
+    wait_until(lambda: _connections(conn, worker_id) == 4, message="the worker's 4 connections")
+    port = None
+    if metrics:
+        served = wait_until(
+            lambda: re.search(r"serving metrics on http://127\.0\.0\.1:(\d+)/", worker.output()),
+            message="the metrics server",
+        )
+        assert served is not None
+        port = int(served.group(1))
+    seen: set[int] = set()
+
+    def sample() -> bool:
+        if port is not None:
+            scrape(port)  # the first scrape opens the queue-depth connection
+        seen.add(_connections(conn, worker_id))
+        return count_jobs(conn, "succeeded") == 25
+
+    wait_until(sample, timeout=20, interval=0.02, message="every job done")
+    assert seen == {5 if metrics else 4}
     _stop(worker)
 
 
