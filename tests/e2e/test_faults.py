@@ -18,9 +18,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from proxy import Proxy
-from support import count_jobs, job_row, make_job, make_worker, scrape, wait_until
+from support import Roles, count_jobs, job_row, make_job, make_worker, scrape, wait_until
 from workers import Spawner, WorkerProcess, executions
 
 PROFILE = (
@@ -369,6 +370,44 @@ def test_a_worker_holds_the_documented_connections_whatever_its_concurrency(
 
     wait_until(sample, timeout=20, interval=0.02, message="every job done")
     assert seen == {5 if metrics else 4}
+    _stop(worker)
+
+
+def test_too_many_connections_is_waited_out_by_the_same_process(
+    granted: Roles, spawn: Spawner, conn: psycopg.Connection[Any]
+) -> None:
+    # The worker role, not a superuser: CONNECTION LIMIT binds it.
+    worker = spawn(
+        "--concurrency", "2", *PROFILE, env={"PGWORKER_DSN": granted.dsn(granted.worker)}
+    )  # fmt: skip
+    worker_id = worker.wait_registered()
+    first = make_job(conn, "record")
+    wait_until(lambda: job_row(conn, first)["status"] == "succeeded", message="warm")
+    wait_until(lambda: _connections(conn, worker_id) == 4, message="every connection open")
+    role = sql.Identifier(granted.worker)
+    conn.execute(sql.SQL("ALTER ROLE {} CONNECTION LIMIT 0").format(role))
+    killed = conn.execute(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = %s",
+        (granted.worker,),
+    ).fetchone()
+    assert killed == (4,)
+    # The first line is about the terminated connections; the next is rate-limited to 10 s.
+    wait_until(lambda: "too many connections" in worker.output(), timeout=20,
+               message="the worker says it cannot reconnect")  # fmt: skip
+    conn.execute(sql.SQL("ALTER ROLE {} CONNECTION LIMIT -1").format(role))
+    job_id = make_job(conn, "record")
+    wait_until(lambda: job_row(conn, job_id)["status"] == "succeeded", timeout=5,
+               message="the job inserted once connections are allowed again")  # fmt: skip
+    assert [pid for _, pid in _runs_per_job(conn)[job_id]] == [worker.pid]
+    assert worker.proc.poll() is None
+    output = worker.output()
+    assert "Traceback" not in output
+    trouble = [line for line in output.splitlines() if " WARNING " in line]
+    assert 2 <= len(trouble) <= 4, output
+    # It kept trying (the 1 s backoff cap) and said so once: the line counts what it held back.
+    held_back = re.search(r"too many connections for role .* count=(\d+)", output)
+    assert held_back is not None, output
+    assert int(held_back.group(1)) >= 10
     _stop(worker)
 
 
