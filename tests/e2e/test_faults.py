@@ -298,6 +298,39 @@ def test_a_server_restart_and_listen_is_rearmed(
     _stop(*workers)
 
 
+def test_a_ten_second_outage_is_survived_by_the_same_process(
+    spawn: Spawner, conn: psycopg.Connection[Any], proxy: Proxy
+) -> None:
+    # A long poll: after the outage only LISTEN picks a new job up at once.
+    worker = spawn("--concurrency", "4", "--heartbeat-interval", "0.5", "--rescue-interval",
+                   "0.5", "--stale-after", "3", "--poll-interval", "30",
+                   env={"PGWORKER_DSN": proxy.dsn()})  # fmt: skip
+    worker.wait_registered()
+    running = [make_job(conn, "record", payload={"sleep": 2}) for _ in range(4)]
+    wait_until(lambda: len(executions(conn)) == 4, message="four jobs running")
+    proxy.down()
+    # They finish during the outage (their outcomes wait in memory); these are not heard of.
+    unheard = [make_job(conn, "record") for _ in range(20)]
+    time.sleep(10)  # the outage: ten times the reconnect backoff cap
+    proxy.up()
+    after = make_job(conn, "record")
+    wait_until(lambda: job_row(conn, after)["status"] == "succeeded", timeout=2.5,
+               message="the job inserted after the outage ran")  # fmt: skip
+    every = [*running, *unheard, after]
+    wait_until(lambda: count_jobs(conn, "succeeded") == len(every), timeout=5, message="all done")
+    wait_until(lambda: _listening(conn, worker), timeout=5, message="listening again")
+    woken = make_job(conn, "record")
+    wait_until(lambda: job_row(conn, woken)["status"] == "succeeded", timeout=5,
+               message="the job after the catch-up ran")  # fmt: skip
+    assert _pickup_seconds(conn, woken) < 1.0
+    assert worker.proc.poll() is None
+    runs = _runs_per_job(conn)
+    assert sorted(runs) == sorted([*every, woken])
+    assert all(r == [(1, worker.pid)] for r in runs.values()), runs
+    assert all(job_row(conn, i)["attempts"] == 1 for i in running)
+    _stop(worker)
+
+
 def test_packets_that_vanish_are_noticed_and_survived(
     spawn: Spawner, conn: psycopg.Connection[Any], proxy: Proxy
 ) -> None:
