@@ -88,6 +88,18 @@ def _pickup_seconds(conn: psycopg.Connection[Any], job_id: int) -> float:
     return float(row[0].total_seconds())
 
 
+def _silent_for(conn: psycopg.Connection[Any], worker_ids: list[str]) -> float:
+    """Seconds since the most recent heartbeat of these workers (0 if a row is missing)."""
+    row = conn.execute(
+        "SELECT CASE WHEN count(*) = cardinality(%(ids)s::uuid[])"
+        " THEN extract(epoch FROM now() - max(heartbeat_at)) ELSE 0 END"
+        " FROM pgworker.workers WHERE id = ANY(%(ids)s::uuid[])",
+        {"ids": worker_ids},
+    ).fetchone()
+    assert row is not None
+    return float(row[0])
+
+
 def test_a_killed_workers_job_is_rescued_within_the_bound(
     spawn: Spawner, conn: psycopg.Connection[Any]
 ) -> None:
@@ -329,6 +341,32 @@ def test_a_ten_second_outage_is_survived_by_the_same_process(
     assert all(r == [(1, worker.pid)] for r in runs.values()), runs
     assert all(job_row(conn, i)["attempts"] == 1 for i in running)
     _stop(worker)
+
+
+def test_an_outage_for_everyone_declares_nobody_dead(
+    spawn: Spawner, conn: psycopg.Connection[Any], proxy: Proxy
+) -> None:
+    # Each job outlasts the outage and the --stale-after (3 s) streak the workers need after it.
+    ids = [make_job(conn, "sleep", payload={"s": 9}) for _ in range(2)]
+    args = ("--concurrency", "1", "--prefetch", "0", *PROFILE)
+    workers = [spawn(*args, env={"PGWORKER_DSN": proxy.dsn()}) for _ in range(2)]
+    worker_ids = [w.wait_registered() for w in workers]
+    wait_until(lambda: len(executions(conn)) == 2, message="one job running on each worker")
+    proxy.down()
+    wait_until(lambda: _silent_for(conn, worker_ids) >= 4, timeout=10,
+               message="both heartbeats older than --stale-after")  # fmt: skip
+    proxy.up()
+    wait_until(lambda: all(job_row(conn, i)["status"] == "succeeded" for i in ids), timeout=20,
+               message="both jobs finished")  # fmt: skip
+    for job_id in ids:
+        job = job_row(conn, job_id)
+        assert (job["attempts"], job["errors"]) == (1, None)
+    assert sorted(pid for _, _, pid in executions(conn)) == sorted(w.pid for w in workers)
+    assert [w.worker_id() for w in workers] == worker_ids  # neither row was deleted
+    _stop(*workers)
+    for worker in workers:
+        assert "job rescued" not in worker.output()
+        assert "declared dead" not in worker.output()
 
 
 def test_packets_that_vanish_are_noticed_and_survived(
