@@ -234,6 +234,10 @@ class Maintenance:
             except Exception as exc:
                 self.heartbeat.failed()
                 self._conn.discard()
+                # Heartbeat again as soon as the connection is back, not an interval later:
+                # a connection cut while idle fails the next statement, and a worker whose
+                # heartbeats stop reaching the database for a while holds its prefetched jobs.
+                next_heartbeat = min(next_heartbeat, time.monotonic())
                 allowed, held = database_trouble.allow("database")
                 if allowed:
                     log.warning(

@@ -156,8 +156,8 @@ class Metrics:
             queues=worker.queues,
             slots=worker.config.concurrency,
             busy=worker.executor.busy,
-            application_name=f"pgworker:{worker.worker_id}",
         )
+        worker.attach(self._collector.connection)
         self.registry.register(self._collector)
 
     def serve(self, port: int, host: str = "0.0.0.0") -> int:
@@ -186,9 +186,8 @@ class _WorkerCollector:
         queues: Sequence[str],
         slots: int,
         busy: Callable[[], int],
-        application_name: str,
     ) -> None:
-        self._conn = DedicatedConnection(dsn, application_name=application_name)
+        self.connection = DedicatedConnection(dsn, application_name="pgworker:metrics")
         self._lock = threading.Lock()  # scrapes may overlap; the connection is not shared
         self._queues = list(queues)
         self._slots = slots
@@ -225,12 +224,12 @@ class _WorkerCollector:
     def _depth(self) -> list[tuple[str, int, float | None]] | None:
         with self._lock:
             try:
-                conn = self._conn.get()
+                conn = self.connection.get()
                 with conn.transaction():
                     conn.execute(queries.SCRAPE_TIMEOUT)
                     rows = conn.execute(queries.QUEUE_DEPTH, {"queues": self._queues}).fetchall()
             except Exception as exc:
-                self._conn.discard()
+                self.connection.discard()
                 allowed, _ = self._limiter.allow("depth")
                 if allowed:
                     log.warning(f"cannot read queue depth for metrics: {describe_error(exc)}")
@@ -239,4 +238,4 @@ class _WorkerCollector:
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            self.connection.close()

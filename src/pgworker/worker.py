@@ -151,6 +151,7 @@ class Worker:
                 callbacks.append(hook)
         self.watchdog = Watchdog(self._watch)
         self._claim_conn = DedicatedConnection(dsn, application_name=self._application_name)
+        self._attached: list[DedicatedConnection] = []  # see attach()
         pickup = self._picked_up is not None
         if len(self.queues) == 1:
             self._claims = claim_statements(queries.CLAIM_JOBS_TEMPLATE, pickup=pickup)
@@ -274,7 +275,13 @@ class Worker:
         held = [self._claim_conn, self.completer.connection, self.maintenance.connection]
         if self.notifier is not None:
             held.append(self.notifier.connection)
-        return held
+        return held + self._attached
+
+    def attach(self, connection: DedicatedConnection) -> None:
+        """Hold `connection` (the metrics scrape's) as this worker's own: named after its
+        worker id, renamed when that changes, cut by the --db-timeout watchdog."""
+        connection.application_name = self._application_name
+        self._attached.append(connection)
 
     def _watch(self) -> int:
         """The watchdog's round: attempts past their timeout, statements past the deadline."""

@@ -247,8 +247,9 @@ def test_a_paused_worker_does_not_run_the_jobs_it_had_prefetched(
         "SELECT count(*) FROM pgworker.jobs WHERE status = 'processing' AND worker_id = %s",
         (paused_id,),
     ).fetchone()
-    assert row is not None and row[0] >= 3, "the paused worker held no prefetched jobs"
+    assert row is not None
     held = int(row[0])
+    assert held >= 3, "the paused worker held no prefetched jobs"
     rescuer = spawn("--concurrency", "2", *PROFILE)
     rescuer.wait_registered()
     wait_until(lambda: count_jobs(conn, "succeeded") == 400, timeout=30,
@@ -330,7 +331,8 @@ def test_terminated_connections_change_nothing(
         assert time.monotonic() < deadline, "jobs did not finish"
         rows = conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE application_name LIKE 'pgworker:%%' AND pid <> pg_backend_pid()"
+            " WHERE datname = current_database() AND application_name LIKE 'pgworker:%%'"
+            " AND pid <> pg_backend_pid()"
         ).fetchall()
         terminated += len(rows)
         time.sleep(0.3)  # the pace of the terminations
@@ -465,7 +467,7 @@ def test_a_read_only_failover_is_waited_out(
     conn.execute(f'ALTER DATABASE "{dbname[0]}" SET default_transaction_read_only = on')
     conn.execute(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-        " WHERE application_name LIKE 'pgworker:%%'"
+        " WHERE datname = current_database() AND application_name LIKE 'pgworker:%%'"
     )
     wait_until(lambda: "read-only" in worker.output(), timeout=20, message="writes refused")
     job_id = make_job(conn, "record")  # this session is not read-only
@@ -524,7 +526,8 @@ def test_too_many_connections_is_waited_out_by_the_same_process(
     role = sql.Identifier(granted.worker)
     conn.execute(sql.SQL("ALTER ROLE {} CONNECTION LIMIT 0").format(role))
     killed = conn.execute(
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = %s",
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND usename = %s",
         (granted.worker,),
     ).fetchone()
     assert killed == (4,)
