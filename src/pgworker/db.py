@@ -95,7 +95,10 @@ class DedicatedConnection:
 
     def __init__(self, dsn: str, *, application_name: str, autocommit: bool = True) -> None:
         self._dsn = dsn
-        self.application_name = application_name  # used from the next (re)connect on
+        # Set from any thread (a worker that re-registers renames its connections); the owner
+        # applies it at its next get(), on the connection it has or the next one it opens.
+        self.application_name = application_name
+        self._named = application_name  # what the open connection's session is called
         self._autocommit = autocommit
         self._conn: psycopg.Connection[Any] | None = None
         self._busy_since: float | None = None
@@ -103,11 +106,13 @@ class DedicatedConnection:
     def get(self) -> psycopg.Connection[Any]:
         """The open connection, connecting first if needed (raises DatabaseUnavailable)."""
         conn = self._conn
+        name = self.application_name
         if conn is None or conn.closed:
-            conn = connect(
-                self._dsn, application_name=self.application_name, autocommit=self._autocommit
-            )
+            conn = connect(self._dsn, application_name=name, autocommit=self._autocommit)
             self._conn = conn
+        elif name != self._named:
+            conn.execute("SELECT set_config('application_name', %s, false)", (name,))
+        self._named = name
         return conn
 
     def execute(

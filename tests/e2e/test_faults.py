@@ -225,7 +225,10 @@ def test_a_paused_worker_changes_nothing_when_it_resumes(
         assert job_row(conn, job_id) == before  # the late writes changed nothing
     runs = _runs_per_job(conn)
     assert all([a for a, _ in runs[i]] == [1, 2] for i in ids)
-    assert paused.worker_id() != paused_id  # carries on under a new id
+    new_id = paused.worker_id()
+    assert new_id not in (None, paused_id)  # carries on under a new id
+    # Its sessions follow: the claim loop's and the heartbeat's are renamed in use.
+    wait_until(lambda: _connections(conn, new_id) >= 2, message="sessions renamed")
     _stop(paused, rescuer)
 
 
